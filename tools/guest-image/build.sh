@@ -168,9 +168,11 @@ PRETTY_NAME="Nubo tiny guest (busybox + dropbear, Debian kernel)"
 EOF
 
 # ---------------------------------------------------------------- 10. initramfs
+# -R 0:0 makes everything root-owned without root. gzip -6: -9 took 2.3 s longer
+# to save 26 KB; the kernel unpacks gzip in about 0.2 s under TCG (xz is slower).
 find "$R" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 (cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) |
-	gzip -9n > "$WORK/initrd.img"
+	gzip -6n > "$WORK/initrd.img"
 CPIO_SIZE=$(du -sb "$R" | cut -f1)
 
 # ---------------------------------------------------------------- 11. FAT boot partition
