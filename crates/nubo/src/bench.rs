@@ -1,0 +1,275 @@
+//! `nubo bench ...`: performance figures, printed and never asserted. The machine is shared and
+//! noisy: run twice, read medians.
+//!
+//! `nubo bench tokens` measures, on a throw-away cloud in a temporary directory:
+//! token validation in process (with 0 and with N revocation events), validation over HTTP on
+//! loopback with keep-alive connections (requests/s, p50, p99), and token issue by password
+//! and by token over HTTP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use nubo_common::Config;
+use serde_json::json;
+
+use crate::server::Cloud;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Token validation and issue.
+    Tokens(TokenBench),
+}
+
+#[derive(Args, Clone)]
+pub struct TokenBench {
+    /// Seconds per HTTP phase.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Concurrent keep-alive connections for the HTTP validation phase.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Revocation events to load for the second in-process phase.
+    #[arg(long, default_value_t = 10_000)]
+    revocations: usize,
+    /// bcrypt cost of the admin password (Keystone's default is 12).
+    #[arg(long, default_value_t = 12)]
+    hash_cost: u32,
+    /// Password-issue requests to time (each costs one bcrypt verification).
+    #[arg(long, default_value_t = 20)]
+    issue_requests: usize,
+}
+
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Tokens(args) => tokens(args).await,
+    }
+}
+
+/// Sorted latencies in microseconds -> (p50, p99).
+fn percentiles(mut micros: Vec<u64>) -> (f64, f64) {
+    if micros.is_empty() {
+        return (0.0, 0.0);
+    }
+    micros.sort_unstable();
+    let at = |q: f64| micros[((micros.len() as f64 - 1.0) * q).round() as usize] as f64;
+    (at(0.50), at(0.99))
+}
+
+async fn tokens(args: TokenBench) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("nubo-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = Config::default();
+    config.server.data_dir = dir.clone();
+    config.server.listen = "127.0.0.1:0".parse()?;
+    config.identity.password_hash_cost = args.hash_cost;
+    config.identity.admin_password = "bench-secret".into();
+
+    // Bind first so the catalog carries the real port.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    config.server.listen = addr;
+    let cloud = Cloud::open(config).await?;
+    let identity = cloud.identity.clone();
+    println!(
+        "nubo bench tokens: 2-core shared machine, figures are noisy; bcrypt cost {}",
+        args.hash_cost
+    );
+
+    let auth = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "admin", "domain": {"id": "default"}, "password": "bench-secret"}}},
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}});
+    let admin = identity.issue_token(auth.clone()).await?;
+    let subject = identity.issue_token(auth.clone()).await?;
+
+    // In process.
+    let in_process = |label: &str| {
+        let identity = identity.clone();
+        let token = subject.id.clone();
+        let label = label.to_string();
+        async move {
+            for _ in 0..1000 {
+                identity.validate_token(&token, false).await.expect("valid");
+            }
+            let mut samples = Vec::with_capacity(200);
+            let started = Instant::now();
+            let mut done = 0u64;
+            while started.elapsed() < Duration::from_secs(2) {
+                let t = Instant::now();
+                for _ in 0..100 {
+                    identity.validate_token(&token, false).await.expect("valid");
+                }
+                samples.push((t.elapsed().as_nanos() / 100) as u64);
+                done += 100;
+            }
+            let (p50, p99) = percentiles(samples);
+            let per_op = started.elapsed().as_secs_f64() * 1e6 / done as f64;
+            println!(
+                "validate in process ({label}): {per_op:.2} us/op mean, p50 {:.2} us, p99 {:.2} us (batches of 100), {done} ops",
+                p50 / 1000.0,
+                p99 / 1000.0
+            );
+        }
+    };
+    in_process("0 revocation events").await;
+    identity.load_random_revocations(args.revocations).await?;
+    in_process(&format!("{} revocation events", args.revocations)).await;
+
+    // Over HTTP.
+    let router = cloud.router();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let url_path = "/identity/v3/auth/tokens";
+    let validate = Arc::new(move || {
+        http::Request::get(url_path)
+            .header("host", addr.to_string())
+            .header("x-auth-token", admin.id.clone())
+            .header("x-subject-token", subject.id.clone())
+            .body(Full::new(Bytes::new()))
+            .expect("request")
+    });
+    let report = http_phase(
+        addr,
+        args.concurrency,
+        Duration::from_secs(args.seconds),
+        None,
+        validate.clone(),
+    )
+    .await?;
+    report.print(&format!("validate over HTTP, c={}", args.concurrency));
+    let report = http_phase(addr, 1, Duration::from_secs(args.seconds), None, validate).await?;
+    report.print("validate over HTTP, c=1");
+
+    let body = serde_json::to_vec(&auth)?;
+    let issue = Arc::new(move || {
+        http::Request::post(url_path)
+            .header("host", addr.to_string())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.clone())))
+            .expect("request")
+    });
+    let report = http_phase(
+        addr,
+        2,
+        Duration::from_secs(600),
+        Some(args.issue_requests),
+        issue,
+    )
+    .await?;
+    report.print("issue by password over HTTP, c=2");
+
+    let parent = identity.issue_token(auth).await?.id;
+    let by_token = serde_json::to_vec(
+        &json!({"auth": {"identity": {"methods": ["token"], "token": {"id": parent}}}}),
+    )?;
+    let issue_by_token = Arc::new(move || {
+        http::Request::post(url_path)
+            .header("host", addr.to_string())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(by_token.clone())))
+            .expect("request")
+    });
+    let report = http_phase(
+        addr,
+        args.concurrency,
+        Duration::from_secs(args.seconds),
+        None,
+        issue_by_token,
+    )
+    .await?;
+    report.print(&format!("issue by token over HTTP, c={}", args.concurrency));
+
+    server.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+struct PhaseReport {
+    ok: usize,
+    failed: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl PhaseReport {
+    fn print(self, label: &str) {
+        let rate = self.ok as f64 / self.elapsed.as_secs_f64();
+        let (p50, p99) = percentiles(self.latencies_us);
+        println!(
+            "{label}: {rate:.0} req/s, p50 {:.3} ms, p99 {:.3} ms ({} ok, {} failed, {:.1} s)",
+            p50 / 1000.0,
+            p99 / 1000.0,
+            self.ok,
+            self.failed,
+            self.elapsed.as_secs_f64()
+        );
+    }
+}
+
+type MakeRequest = Arc<dyn Fn() -> http::Request<Full<Bytes>> + Send + Sync>;
+
+/// `concurrency` keep-alive connections, each sending its next request when the previous one is
+/// answered, for `duration` or until `max_requests` in total.
+async fn http_phase(
+    addr: SocketAddr,
+    concurrency: usize,
+    duration: Duration,
+    max_requests: Option<usize>,
+    make: MakeRequest,
+) -> anyhow::Result<PhaseReport> {
+    let started = Instant::now();
+    let budget = Arc::new(std::sync::atomic::AtomicUsize::new(
+        max_requests.unwrap_or(usize::MAX),
+    ));
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let make = make.clone();
+        let budget = budget.clone();
+        workers.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(connection);
+            let (mut ok, mut failed, mut latencies) = (0usize, 0usize, Vec::new());
+            while started.elapsed() < duration {
+                let left = budget.fetch_update(
+                    std::sync::atomic::Ordering::AcqRel,
+                    std::sync::atomic::Ordering::Acquire,
+                    |n| n.checked_sub(1),
+                );
+                if left.is_err() {
+                    break;
+                }
+                let t = Instant::now();
+                let response = sender.send_request(make()).await?;
+                let status = response.status();
+                response.into_body().collect().await?;
+                latencies.push(t.elapsed().as_micros() as u64);
+                if status.is_success() {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+            anyhow::Ok((ok, failed, latencies))
+        }));
+    }
+    let mut report = PhaseReport {
+        ok: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+    };
+    for worker in workers {
+        let (ok, failed, latencies) = worker.await??;
+        report.ok += ok;
+        report.failed += failed;
+        report.latencies_us.extend(latencies);
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}

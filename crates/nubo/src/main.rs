@@ -1,0 +1,131 @@
+//! `nubo`: the one binary of the Nubo cloud.
+//!
+//! ```text
+//! nubo up    [--data-dir DIR] [--listen ADDR] [--config FILE]   the whole cloud on this machine
+//! nubo api   --config FILE                                      the API alone (several nodes)
+//! nubo admin rotate-keys [--data-dir DIR] [--config FILE]       rotate the Fernet token keys
+//! nubo bench tokens [...]                                       token issue/validation figures
+//! ```
+
+mod bench;
+mod server;
+mod up;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use nubo_common::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "nubo",
+    version,
+    about = "Nubo: an OpenStack-compatible cloud in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole cloud on this machine in the foreground (API + services), until SIGINT/SIGTERM.
+    Up {
+        /// Where state lives (database, keys, images, disks). Default: ./nubo-data
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Address the API listens on. Default: 127.0.0.1:8080
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// A TOML config file (see nubo.example.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run the API alone, configured by FILE.
+    Api {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Operator tasks.
+    Admin {
+        #[command(subcommand)]
+        task: AdminTask,
+    },
+    /// Measure and print performance figures (never asserted).
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminTask {
+    /// Promote the staged Fernet key to primary, stage a new one, prune old ones.
+    RotateKeys {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load_config(
+    config: Option<&PathBuf>,
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<Config> {
+    let mut config = Config::load(config.map(PathBuf::as_path))?;
+    if let Some(dir) = data_dir {
+        config.server.data_dir = dir;
+    }
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+    }
+    Ok(config)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up {
+            data_dir,
+            listen,
+            config,
+        } => {
+            init_logging();
+            let config = load_config(config.as_ref(), data_dir, listen)?;
+            up::run(config).await
+        }
+        Command::Api { config } => {
+            init_logging();
+            let config = load_config(Some(&config), None, None)?;
+            let cloud = server::Cloud::open(config).await?;
+            cloud.serve().await
+        }
+        Command::Admin {
+            task: AdminTask::RotateKeys { data_dir, config },
+        } => {
+            let config = load_config(config.as_ref(), data_dir, None)?;
+            let dir = server::key_dir(&config.server.data_dir);
+            let primary =
+                nubo_identity::keys::rotate_repository(&dir, config.identity.max_active_keys)?;
+            println!(
+                "rotated Fernet keys in {}: key {primary} is now primary",
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Bench { what } => bench::run(what).await,
+    }
+}

@@ -1,0 +1,95 @@
+//! Composes the whole API on one port — one path prefix per service, plus `/healthz` and
+//! `/metrics` — and serves it until SIGINT or SIGTERM.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::get;
+use axum::Router;
+use nubo_common::http::{
+    healthz, metrics_handler, record_metrics, request_context, Metrics, SharedMetrics,
+};
+use nubo_common::{Config, Db};
+use nubo_identity::bootstrap::BootstrapReport;
+use nubo_identity::keys::KeyRing;
+use nubo_identity::{IdentityService, IdentitySettings};
+
+/// Everything a running API holds.
+pub struct Cloud {
+    pub config: Config,
+    pub identity: Arc<IdentityService>,
+    pub metrics: SharedMetrics,
+    pub bootstrap: BootstrapReport,
+}
+
+/// Where the Fernet keys live.
+pub fn key_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("fernet-keys")
+}
+
+impl Cloud {
+    /// Opens the database (migrating it), loads the keys, and bootstraps what is missing.
+    pub async fn open(config: Config) -> anyhow::Result<Cloud> {
+        let data_dir = config.server.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        let db = Db::open(&config.database_url(), config.database.max_connections).await?;
+        let keys = KeyRing::open(&key_dir(&data_dir))?;
+        let settings = IdentitySettings::from_config(&config.identity, &config.public_url());
+        let identity = IdentityService::new(db, settings, keys).await?;
+        let bootstrap = identity
+            .bootstrap(&config.identity.admin_password, &config.server.region)
+            .await?;
+        identity.spawn_maintenance();
+        Ok(Cloud {
+            config,
+            identity,
+            metrics: Arc::new(Metrics::default()),
+            bootstrap,
+        })
+    }
+
+    /// The whole HTTP API.
+    pub fn router(&self) -> Router {
+        let identity = nubo_identity::http::router(self.identity.clone());
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route(
+                "/metrics",
+                get(metrics_handler).with_state(self.metrics.clone()),
+            )
+            .route(
+                "/identity/",
+                get(|| async { axum::response::Redirect::permanent("/identity") }),
+            )
+            .nest("/identity", identity)
+            .route_layer(from_fn_with_state(self.metrics.clone(), record_metrics))
+            .layer(from_fn(request_context))
+    }
+
+    /// Serves until SIGINT/SIGTERM, then finishes the requests in flight.
+    pub async fn serve(&self) -> anyhow::Result<()> {
+        let listen = self.config.server.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        tracing::info!(%listen, public_url = %self.config.public_url(), "API listening");
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
