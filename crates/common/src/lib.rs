@@ -8,6 +8,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod testing;
 pub mod time;
 
 pub use config::Config;
