@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub identity: IdentityConfig,
+    pub image: ImageConfig,
+    pub network: NetworkConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +56,96 @@ pub struct IdentityConfig {
     pub cache_ttl: u64,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageConfig {
+    /// Images a project may own (Glance's `image_count_total`); 0 means no limit.
+    pub quota_images: u64,
+    /// Bytes of image data a project may store (Glance's `image_size_total`); 0 means no limit.
+    pub quota_bytes: u64,
+    /// The largest single upload in bytes (Glance's `image_size_cap`).
+    pub max_image_size: u64,
+    /// A raw disk image `nubo up` uploads as the public image `tiny` (raw, bare) on start when
+    /// no image of that name exists. A relative path is taken from the current directory;
+    /// empty, or a file that does not exist, means no bootstrap image.
+    pub bootstrap_image: PathBuf,
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        ImageConfig {
+            quota_images: 100,
+            quota_bytes: 100 << 30,
+            max_image_size: 1 << 40,
+            bootstrap_image: PathBuf::from("tools/guest-image/out/tiny.raw"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// The VXLAN ids (VNIs) tenant networks get: `vni_min..=vni_max`.
+    pub vni_min: i64,
+    pub vni_max: i64,
+    /// The MTU of the physical network; VXLAN networks get 50 bytes less (1450 by default).
+    pub physical_mtu: i64,
+    /// Physical networks on which admins may create flat networks (`public` carries the
+    /// external network of `nubo up`).
+    pub flat_networks: Vec<String>,
+    /// Generated MACs are this address with the last three octets random (Neutron's `base_mac`).
+    pub base_mac: String,
+    /// Default quotas per project (-1: unlimited); admins override them per project.
+    pub quota_network: i64,
+    pub quota_subnet: i64,
+    pub quota_port: i64,
+    pub quota_router: i64,
+    pub quota_floatingip: i64,
+    pub quota_security_group: i64,
+    pub quota_security_group_rule: i64,
+    pub quota_rbac_policy: i64,
+    pub quota_subnetpool: i64,
+    /// Whether `nubo up` creates DevStack's networks on first start: the external flat network
+    /// `public` (owned by the admin project, on physical network `public`), and for the admin
+    /// project the network `private` with an IPv4 and an IPv6 SLAAC subnet, and `router1` with
+    /// its gateway on `public` and an interface on each private subnet. Made once, kept on restart.
+    pub create_defaults: bool,
+    /// The IPv4 subnet of `public` (its first address is the gateway, i.e. the host).
+    pub public_cidr: String,
+    /// The IPv6 subnet of `public`; empty means none.
+    pub public_v6_cidr: String,
+    /// The IPv4 subnet of the admin project's `private` network.
+    pub private_cidr: String,
+    /// The IPv6 (SLAAC) subnet of `private`; empty means none.
+    pub private_v6_cidr: String,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            vni_min: 1,
+            vni_max: 65535,
+            physical_mtu: 1500,
+            flat_networks: vec!["public".into()],
+            base_mac: "fa:16:3e:00:00:00".into(),
+            quota_network: 100,
+            quota_subnet: 100,
+            quota_port: 500,
+            quota_router: 10,
+            quota_floatingip: 50,
+            quota_security_group: 10,
+            quota_security_group_rule: 100,
+            quota_rbac_policy: 10,
+            quota_subnetpool: -1,
+            create_defaults: true,
+            public_cidr: "172.24.4.0/24".into(),
+            public_v6_cidr: "2001:db8::/64".into(),
+            private_cidr: "10.0.0.0/26".into(),
+            private_v6_cidr: "fd00:10::/64".into(),
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -83,16 +175,6 @@ impl Default for IdentityConfig {
             password_hash_cost: 12,
             admin_password: String::new(),
             cache_ttl: 5,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            database: DatabaseConfig::default(),
-            identity: IdentityConfig::default(),
         }
     }
 }

@@ -64,6 +64,7 @@ mod tests {
         assert_eq!(new_uuid().len(), 36);
         let id = ThingId::from("abc");
         assert_eq!(id.to_string(), "abc");
+        assert_eq!(id.as_str(), "abc");
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"abc\"");
     }
 }

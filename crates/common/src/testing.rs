@@ -33,10 +33,9 @@ impl StaticValidator {
 #[async_trait::async_trait]
 impl TokenValidator for StaticValidator {
     async fn validate(&self, token: &str) -> Result<Caller, Error> {
-        self.tokens
-            .get(token)
-            .cloned()
-            .ok_or_else(|| Error::unauthorized("The request you have made requires authentication."))
+        self.tokens.get(token).cloned().ok_or_else(|| {
+            Error::unauthorized("The request you have made requires authentication.")
+        })
     }
 }
 

@@ -306,7 +306,7 @@ mod tests {
         ];
         for case in cases {
             let index = RevocationIndex::default();
-            index.add(&[case.clone()]);
+            index.add(std::slice::from_ref(&case));
             assert!(
                 index.is_revoked(&facts(100)),
                 "{case:?} revokes a token issued at 100"

@@ -146,7 +146,7 @@ impl KeyRing {
             return Err(KeyError::Empty(dir.clone()));
         }
         // Descending: primary (highest) first, secondaries, staged (0) last.
-        on_disk.sort_by(|a, b| b.0.cmp(&a.0));
+        on_disk.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
         *self.keys.write() = Arc::new(on_disk.into_iter().map(|(_, k)| k).collect());
         *self.seen.lock() = (mtime, Instant::now());
         Ok(())

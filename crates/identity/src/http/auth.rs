@@ -33,7 +33,9 @@ async fn token_response(
     nocatalog: bool,
     status: StatusCode,
 ) -> Result<Response, Error> {
-    let catalog = if nocatalog {
+    // Keystone puts a catalog in scoped tokens only.
+    let unscoped = matches!(token.context.scope, nubo_common::Scope::Unscoped);
+    let catalog = if nocatalog || unscoped {
         None
     } else {
         Some(service.catalog(token.project_id()).await?)

@@ -6,6 +6,7 @@ mod assignments;
 mod auth;
 mod catalog;
 mod credentials;
+mod extensions;
 mod groups;
 mod projects;
 mod roles;
@@ -40,6 +41,7 @@ pub fn router(service: Arc<IdentityService>) -> Router {
         .merge(assignments::routes())
         .merge(catalog::routes())
         .merge(credentials::routes())
+        .merge(extensions::routes())
         .layer(from_fn_with_state(validator, require_token));
     Router::new()
         .route("/", get(versions))

@@ -1,7 +1,7 @@
 //! `/v3/domains` and `/v3/projects` (with hierarchy views and tags).
 
 use axum::extract::{Path, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use nubo_common::http::JsonBody;
@@ -262,9 +262,8 @@ async fn add_tag(
     Path((id, tag)): Path<(String, String)>,
 ) -> Result<Response, Error> {
     s.add_project_tag(&caller, &id, &tag).await?;
-    Ok(created(
-        json!({"tags": s.list_project_tags(&caller, &id).await?}),
-    ))
+    // Keystone answers 201 with an empty body (Tempest reads the body as raw text).
+    Ok(http::StatusCode::CREATED.into_response())
 }
 
 async fn delete_tag(

@@ -70,7 +70,9 @@ impl IdentityService {
         let role_ids = match body.take("roles") {
             // No roles named (absent, null or empty): all the roles of the token.
             None | Some(Value::Null) => held.iter().map(|r| r.id.clone()).collect(),
-            Some(Value::Array(wanted)) if wanted.is_empty() => held.iter().map(|r| r.id.clone()).collect(),
+            Some(Value::Array(wanted)) if wanted.is_empty() => {
+                held.iter().map(|r| r.id.clone()).collect()
+            }
             Some(Value::Array(wanted)) => {
                 let mut ids = Vec::new();
                 for want in wanted {

@@ -220,18 +220,14 @@ impl IdentityService {
         }
         match a.kind {
             AssignmentKind::UserProject | AssignmentKind::GroupProject => {
-                if !store::projects::get(&self.db, &a.target_id)
-                    .await?
-                    .is_some_and(|p| !p.is_domain)
-                {
+                let project = store::projects::get(&self.db, &a.target_id).await?;
+                if project.is_none_or(|p| p.is_domain) {
                     return Err(not_found("project", &a.target_id));
                 }
             }
             AssignmentKind::UserDomain | AssignmentKind::GroupDomain => {
-                if !store::projects::get(&self.db, &a.target_id)
-                    .await?
-                    .is_some_and(|p| p.is_domain)
-                {
+                let domain = store::projects::get(&self.db, &a.target_id).await?;
+                if domain.is_none_or(|d| !d.is_domain) {
                     return Err(not_found("domain", &a.target_id));
                 }
             }

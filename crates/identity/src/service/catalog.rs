@@ -402,14 +402,21 @@ impl IdentityService {
     /// out when there is none).
     pub async fn catalog(&self, project_id: Option<&str>) -> Result<Value> {
         let rows = self.catalog_rows().await?;
-        let (services, endpoints) = (&rows.0, &rows.1);
+        let allowed = project_id.and_then(|p| rows.allowed_endpoints(p));
         let mut catalog = Vec::new();
-        for service in services.iter().filter(|s| s.enabled) {
+        for service in rows.services.iter().filter(|s| s.enabled) {
             let mut entries = Vec::new();
-            for endpoint in endpoints
+            for endpoint in rows
+                .endpoints
                 .iter()
                 .filter(|e| e.enabled && e.service_id == service.id)
             {
+                if allowed
+                    .as_ref()
+                    .is_some_and(|ids| !ids.contains(&endpoint.id))
+                {
+                    continue;
+                }
                 let Some(url) = substitute(&endpoint.url, project_id) else {
                     continue;
                 };
@@ -433,24 +440,65 @@ impl IdentityService {
 }
 
 impl IdentityService {
-    /// Services and endpoints, cached like scope resolutions (until a local write or `cache_ttl`).
-    async fn catalog_rows(&self) -> Result<Arc<CatalogRows>> {
+    /// The catalog tables, cached like scope resolutions (until a local write or `cache_ttl`).
+    pub(crate) async fn catalog_rows(&self) -> Result<Arc<CatalogRows>> {
         let generation = self.scopes.generation();
         if let Some((cached_generation, made, rows)) = self.catalog_cache.read().as_ref() {
             if *cached_generation == generation && made.elapsed() < self.settings.cache_ttl {
                 return Ok(rows.clone());
             }
         }
-        let rows = Arc::new((
-            store::catalog::list_services(&self.db).await?,
-            store::catalog::list_endpoints(&self.db).await?,
-        ));
+        let rows = Arc::new(CatalogRows {
+            services: store::catalog::list_services(&self.db).await?,
+            endpoints: store::catalog::list_endpoints(&self.db).await?,
+            groups: store::endpoint_filters::list_groups(&self.db).await?,
+            group_projects: store::endpoint_filters::list_group_projects(&self.db).await?,
+            project_endpoints: store::endpoint_filters::list_project_endpoints(&self.db).await?,
+        });
         *self.catalog_cache.write() = Some((generation, Instant::now(), rows.clone()));
         Ok(rows)
     }
 }
 
-pub(crate) type CatalogRows = (Vec<ServiceRow>, Vec<EndpointRow>);
+/// Services, endpoints and the OS-EP-FILTER associations, as last read.
+pub(crate) struct CatalogRows {
+    pub(crate) services: Vec<ServiceRow>,
+    pub(crate) endpoints: Vec<EndpointRow>,
+    groups: Vec<store::endpoint_filters::EndpointGroupRow>,
+    group_projects: Vec<(String, String)>,
+    project_endpoints: Vec<(String, String)>,
+}
+
+impl CatalogRows {
+    /// The endpoints `project_id` is restricted to, or `None` when it sees the whole catalog.
+    pub(crate) fn allowed_endpoints(&self, project_id: &str) -> Option<Vec<String>> {
+        let mut allowed: Vec<String> = self
+            .project_endpoints
+            .iter()
+            .filter(|(_, p)| p == project_id)
+            .map(|(e, _)| e.clone())
+            .collect();
+        let group_ids: Vec<&String> = self
+            .group_projects
+            .iter()
+            .filter(|(_, p)| p == project_id)
+            .map(|(g, _)| g)
+            .collect();
+        if allowed.is_empty() && group_ids.is_empty() {
+            return None;
+        }
+        for group in self.groups.iter().filter(|g| group_ids.contains(&&g.id)) {
+            for endpoint in self
+                .endpoints
+                .iter()
+                .filter(|e| super::endpoint_filters::group_matches(group, e))
+            {
+                allowed.push(endpoint.id.clone());
+            }
+        }
+        Some(allowed)
+    }
+}
 
 /// Fills in the project id; `None` when the URL needs one and there is none.
 fn substitute(url: &str, project_id: Option<&str>) -> Option<String> {

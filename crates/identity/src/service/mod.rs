@@ -10,7 +10,10 @@ pub mod app_creds;
 pub mod assignments;
 pub mod auth;
 pub mod catalog;
+pub mod consumers;
 pub mod credentials;
+pub mod domain_configs;
+pub mod endpoint_filters;
 pub mod groups;
 pub mod projects;
 pub mod roles;
@@ -187,7 +190,7 @@ impl IdentityService {
                 if let Err(err) = service.refresh_revocations().await {
                     tracing::warn!(error = %err, "cannot refresh revocation events");
                 }
-                if ticks % 3600 == 0 {
+                if ticks.is_multiple_of(3600) {
                     if let Err(err) = service.prune_revocations().await {
                         tracing::warn!(error = %err, "cannot prune revocation events");
                     }

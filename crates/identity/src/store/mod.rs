@@ -4,7 +4,10 @@
 pub mod app_creds;
 pub mod assignments;
 pub mod catalog;
+pub mod consumers;
 pub mod credentials;
+pub mod domain_configs;
+pub mod endpoint_filters;
 pub mod groups;
 pub mod projects;
 pub mod revocations;
@@ -14,11 +17,18 @@ pub mod users;
 use nubo_common::Migration;
 use serde_json::{Map, Value};
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "identity",
-    sql: include_str!("../../migrations/0001_identity.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "identity",
+        sql: include_str!("../../migrations/0001_identity.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "extensions",
+        sql: include_str!("../../migrations/0002_extensions.sql"),
+    },
+];
 
 /// The stored spelling of "no domain" (domains themselves, global roles).
 pub const ROOT_DOMAIN: &str = "<<root>>";

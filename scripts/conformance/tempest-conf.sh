@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Writes a tempest.conf and a pre-provisioned accounts.yaml for a running Nubo cloud, creating
+# those accounts through the API with the real `openstack` CLI.
+#
+#   scripts/conformance/tempest-conf.sh OUT_DIR
+#
+# Needs OS_CLIENT_CONFIG_FILE / OS_CLOUD pointing at the cloud's admin (as `nubo up` prints) and
+# the venvs from setup-venvs.sh. Accounts: projects tempest-proj0..3, each with a member and a
+# reader, admin users in project admin, and system-scoped readers; all with one random password.
+# Idempotent: existing users get the new password, existing assignments are kept.
+set -euo pipefail
+out=${1:?usage: tempest-conf.sh OUT_DIR}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+venvs=${NUBO_VENV_DIR:-$repo/.venvs}
+osc=$venvs/osc/bin/openstack
+py=$venvs/osc/bin/python
+: "${OS_CLIENT_CONFIG_FILE:?set OS_CLIENT_CONFIG_FILE (nubo up prints it)}"
+: "${OS_CLOUD:=nubo}"
+export OS_CLOUD
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+
+# The admin credentials and auth URL, from clouds.yaml.
+read -r auth_url admin_user admin_password admin_project region < <("$py" - <<'EOF'
+import os, yaml
+cloud = yaml.safe_load(open(os.environ["OS_CLIENT_CONFIG_FILE"]))["clouds"][os.environ["OS_CLOUD"]]
+a = cloud["auth"]
+print(a["auth_url"].rstrip("/"), a["username"], a["password"], a["project_name"], cloud.get("region_name", "RegionOne"))
+EOF
+)
+password=$("$py" -c 'import secrets; print(secrets.token_urlsafe(12))')
+
+ensure_project() { "$osc" project show "$1" -f value -c id 2>/dev/null || "$osc" project create "$1" -f value -c id; }
+ensure_user() {
+  if "$osc" user show "$1" -f value -c id >/dev/null 2>&1; then
+    "$osc" user set --password "$password" "$1"
+  else
+    "$osc" user create --password "$password" "$1" >/dev/null
+  fi
+}
+
+echo "[tempest-conf] creating accounts"
+accounts=$out/accounts.yaml
+: > "$accounts"
+for i in 0 1 2 3; do
+  project=tempest-proj$i
+  ensure_project "$project" >/dev/null
+  for role in member reader; do
+    user=tempest-$role$i
+    ensure_user "$user"
+    "$osc" role add --project "$project" --user "$user" "$role"
+    printf -- "- username: '%s'\n  project_name: '%s'\n  password: '%s'\n  domain_name: 'Default'\n  roles: ['%s']\n" \
+      "$user" "$project" "$password" "$role" >> "$accounts"
+  done
+  user=tempest-admin$i
+  ensure_user "$user"
+  "$osc" role add --project admin --user "$user" admin
+  printf -- "- username: '%s'\n  project_name: 'admin'\n  password: '%s'\n  domain_name: 'Default'\n  roles: ['admin']\n" \
+    "$user" "$password" >> "$accounts"
+done
+for i in 0 1; do
+  user=tempest-sysreader$i
+  ensure_user "$user"
+  "$osc" role add --system all --user "$user" reader
+  printf -- "- username: '%s'\n  user_domain_name: 'Default'\n  password: '%s'\n  system: 'all'\n  roles: ['reader']\n" \
+    "$user" "$password" >> "$accounts"
+done
+
+# Everything Nubo offers, so that tests of what it lacks skip instead of failing.
+network_extensions=$(cat "$repo/crates/network/api_extensions.txt" 2>/dev/null || echo "")
+image_id=$("$osc" image show tiny -f value -c id 2>/dev/null || echo "")
+
+cat > "$out/tempest.conf" <<EOF
+# Written by scripts/conformance/tempest-conf.sh for the cloud at $auth_url
+[DEFAULT]
+log_dir = $out/logs
+log_file = tempest.log
+debug = true
+[oslo_concurrency]
+lock_path = $out/locks
+[auth]
+use_dynamic_credentials = false
+test_accounts_file = $accounts
+admin_username = $admin_user
+admin_password = $admin_password
+admin_project_name = $admin_project
+admin_domain_name = Default
+default_credentials_domain_name = Default
+create_isolated_networks = false
+[identity]
+uri_v3 = $auth_url/v3
+auth_version = v3
+region = $region
+v3_endpoint_type = public
+[identity-feature-enabled]
+api_v2 = false
+# Not offered yet: trusts (OS-TRUST), EC2 credentials (OS-EC2), federation, password security
+# compliance rules.
+trust = false
+api_extensions = OS-INHERIT,OS-OAUTH1,OS-EP-FILTER
+access_rules = true
+security_compliance = false
+[service_available]
+nova = true
+glance = true
+neutron = true
+cinder = true
+swift = false
+horizon = false
+[compute]
+image_ref = $image_id
+image_ref_alt = $image_id
+flavor_ref = 1
+flavor_ref_alt = 2
+fixed_network_name = private
+min_microversion = 2.1
+max_microversion = latest
+[compute-feature-enabled]
+console_output = true
+resize = false
+live_migration = false
+vnc_console = false
+[validation]
+run_validation = false
+[network]
+floating_network_name = public
+public_network_id = $("$osc" network show public -f value -c id 2>/dev/null || echo "")
+[network-feature-enabled]
+ipv6 = true
+ipv6_subnet_attributes = true
+api_extensions = ${network_extensions:-all}
+[image]
+container_formats = bare,ovf,ami,ari,aki,ova,docker,compressed
+disk_formats = raw,qcow2,ami,ari,aki,vhd,vhdx,vmdk,vdi,iso,ploop
+[volume]
+catalog_type = block-storage
+min_microversion = 3.0
+max_microversion = latest
+[volume-feature-enabled]
+backup = false
+EOF
+mkdir -p "$out/logs" "$out/locks"
+echo "[tempest-conf] wrote $out/tempest.conf and $accounts"
