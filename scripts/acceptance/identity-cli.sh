@@ -28,9 +28,10 @@ expect_fail() { # name, command... (passes when the command fails)
     passed=$((passed + 1)); echo "ok     $name"
   fi
 }
-contains() { # needle, command... (passes when the output contains needle)
-  local needle=$1; shift
-  "$@" 2>&1 | grep -q -- "$needle"
+contains() { # needle, command... (passes when the command succeeds and its output contains needle)
+  local needle=$1 out; shift
+  out=$("$@" 2>&1) || { echo "$out"; return 1; }
+  grep -q -- "$needle" <<<"$out" || { echo "no '$needle' in: $out"; return 1; }
 }
 
 auth_url=$("$osc" configuration show -f value -c auth.auth_url)
