@@ -1,0 +1,14 @@
+//! SQL for the Image service: image rows and memberships. Plain queries, rows mapped by hand;
+//! no authorization and no validation here (that is `service`).
+
+pub mod images;
+pub mod members;
+
+use nubo_common::Migration;
+
+/// The Image service's schema, applied with `db.migrate("image", MIGRATIONS)`.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "images and members",
+    sql: include_str!("../../migrations/0001_image.sql"),
+}];
