@@ -15,11 +15,13 @@ use nubo_common::{Config, Db};
 use nubo_identity::bootstrap::BootstrapReport;
 use nubo_identity::keys::KeyRing;
 use nubo_identity::{IdentityService, IdentitySettings};
+use nubo_image::{ImageService, ImageSettings};
 
 /// Everything a running API holds.
 pub struct Cloud {
     pub config: Config,
     pub identity: Arc<IdentityService>,
+    pub image: Arc<ImageService>,
     pub metrics: SharedMetrics,
     pub bootstrap: BootstrapReport,
 }
@@ -38,14 +40,16 @@ impl Cloud {
         let db = Db::open(&config.database_url(), config.database.max_connections).await?;
         let keys = KeyRing::open(&key_dir(&data_dir))?;
         let settings = IdentitySettings::from_config(&config.identity, &config.public_url());
-        let identity = IdentityService::new(db, settings, keys).await?;
+        let identity = IdentityService::new(db.clone(), settings, keys).await?;
         let bootstrap = identity
             .bootstrap(&config.identity.admin_password, &config.server.region)
             .await?;
         identity.spawn_maintenance();
+        let image = open_image_service(&config, db, &bootstrap.admin_project_id).await?;
         Ok(Cloud {
             config,
             identity,
+            image,
             metrics: Arc::new(Metrics::default()),
             bootstrap,
         })
@@ -54,6 +58,11 @@ impl Cloud {
     /// The whole HTTP API.
     pub fn router(&self) -> Router {
         let identity = nubo_identity::http::router(self.identity.clone());
+        let image = nubo_image::http::router(
+            self.image.clone(),
+            self.identity.clone(),
+            &self.config.public_url(),
+        );
         Router::new()
             .route("/healthz", get(healthz))
             .route(
@@ -65,6 +74,8 @@ impl Cloud {
                 get(|| async { axum::response::Redirect::permanent("/identity") }),
             )
             .nest("/identity", identity)
+            .route("/image/", get(nubo_image::http::versions_at_root))
+            .nest("/image", image)
             .route_layer(from_fn_with_state(self.metrics.clone(), record_metrics))
             .layer(from_fn(request_context))
     }
@@ -82,6 +93,29 @@ impl Cloud {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The Image service on `<data_dir>/blockstore`; uploads the bootstrap image (`image.bootstrap_image`,
+/// public `tiny`) when no image of that name exists yet.
+async fn open_image_service(
+    config: &Config,
+    db: Db,
+    admin_project_id: &str,
+) -> anyhow::Result<Arc<ImageService>> {
+    let dir = config.server.data_dir.join("blockstore");
+    let store = nubo_blockstore::LocalStore::open(&dir)
+        .with_context(|| format!("cannot open the block store {}", dir.display()))?;
+    let image =
+        ImageService::new(db, Arc::new(store), ImageSettings::from_config(&config.image)).await?;
+    let path = &config.image.bootstrap_image;
+    match image.bootstrap_image(path, admin_project_id).await {
+        Ok(nubo_image::service::bootstrap::Bootstrapped::Uploaded(tiny)) => {
+            tracing::info!(image_id = %tiny.id, path = %path.display(), "uploaded the bootstrap image tiny")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(path = %path.display(), error = %e, "bootstrap image not uploaded"),
+    }
+    Ok(image)
 }
 
 async fn shutdown_signal() {

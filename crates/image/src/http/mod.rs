@@ -5,6 +5,7 @@
 mod discovery;
 mod images;
 mod members;
+mod metadefs;
 
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ pub fn router(service: Arc<ImageService>, validator: SharedValidator, public_url
     let authenticated = Router::new()
         .merge(images::routes())
         .merge(members::routes())
+        .merge(metadefs::routes())
         .merge(discovery::authenticated_routes())
         .layer(from_fn_with_state(validator, require_token));
     Router::new()
@@ -41,6 +43,13 @@ pub fn router(service: Arc<ImageService>, validator: SharedValidator, public_url
         .layer(axum::middleware::from_fn(|req, next| {
             render_faults(FaultStyle::Glance, req, next)
         }))
+}
+
+/// `GET /image/` (a path the nested router never sees): the version list, 300, with links
+/// built from the request's `Host`.
+pub async fn versions_at_root(headers: HeaderMap) -> Response {
+    let public = PublicUrl(Arc::new(String::new()));
+    discovery::version_list(&headers, &public, StatusCode::MULTIPLE_CHOICES)
 }
 
 /// The cloud's public URL, for discovery links.

@@ -120,15 +120,17 @@ impl ImageService {
         let mut member = store::members::get(&self.db, image_id, member_id)
             .await?
             .ok_or_else(|| member_not_found(member_id, image_id))?;
+        // An invalid status is refused before the role check (Glance checks the role first;
+        // either way the request fails, and this way a read-only member learns why).
+        if !MEMBER_STATUSES.contains(&status) {
+            return Err(Error::bad_request(format!(
+                "Incorrect request: Status must be one of pending, accepted, rejected (got '{status}')"
+            )));
+        }
         let is_that_member = caller.project_id() == Some(member_id) && caller.is_member();
         if !caller.is_admin() && !is_that_member {
             return Err(Error::forbidden(format!(
                 "Not allowed to update members for image {image_id}."
-            )));
-        }
-        if !MEMBER_STATUSES.contains(&status) {
-            return Err(Error::bad_request(format!(
-                "Incorrect request: Status must be one of pending, accepted, rejected (got '{status}')"
             )));
         }
         store::members::set_status(&self.db, image_id, member_id, status).await?;

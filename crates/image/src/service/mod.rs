@@ -14,6 +14,7 @@ pub mod data;
 pub mod images;
 pub mod list;
 pub mod members;
+pub mod metadefs;
 pub mod patch;
 pub mod validate;
 

@@ -3,12 +3,20 @@
 
 pub mod images;
 pub mod members;
+pub mod metadefs;
 
 use nubo_common::Migration;
 
 /// The Image service's schema, applied with `db.migrate("image", MIGRATIONS)`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "images and members",
-    sql: include_str!("../../migrations/0001_image.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "images and members",
+        sql: include_str!("../../migrations/0001_image.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "metadata definitions",
+        sql: include_str!("../../migrations/0002_metadefs.sql"),
+    },
+];
