@@ -94,10 +94,10 @@ region = $region
 v3_endpoint_type = public
 [identity-feature-enabled]
 api_v2 = false
-# Not offered yet: trusts (OS-TRUST), EC2 credentials (OS-EC2), federation, password security
+# Not offered yet: trusts (OS-TRUST), federation, password security
 # compliance rules.
 trust = false
-api_extensions = OS-INHERIT,OS-OAUTH1,OS-EP-FILTER
+api_extensions = OS-INHERIT,OS-OAUTH1,OS-EP-FILTER,OS-EC2
 access_rules = true
 security_compliance = false
 [service_available]

@@ -30,6 +30,14 @@ pub fn routes() -> Router<AppState> {
             "/v3/users/{id}/application_credentials/{ac}",
             get(get_app_cred).delete(delete_app_cred),
         )
+        .route(
+            "/v3/users/{id}/credentials/OS-EC2",
+            get(list_ec2).post(create_ec2),
+        )
+        .route(
+            "/v3/users/{id}/credentials/OS-EC2/{access}",
+            get(get_ec2).delete(delete_ec2),
+        )
         .route("/v3/users/{id}/access_rules", get(list_access_rules))
         .route(
             "/v3/users/{id}/access_rules/{rule}",
@@ -225,5 +233,57 @@ async fn delete_access_rule(
     Path((id, rule)): Path<(String, String)>,
 ) -> Result<Response, Error> {
     s.delete_access_rule(&caller, &id, &rule).await?;
+    Ok(no_content())
+}
+
+fn ec2(base: &str, c: &crate::service::credentials::Ec2Credential) -> Value {
+    json!({
+        "user_id": c.user_id,
+        "tenant_id": c.project_id,
+        "access": c.access,
+        "secret": c.secret,
+        "trust_id": null,
+        "links": {"self": format!("{base}/v3/users/{}/credentials/OS-EC2/{}", c.user_id, c.access)},
+    })
+}
+
+async fn create_ec2(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, Error> {
+    let credential = s.create_ec2_credential(&caller, &id, body).await?;
+    Ok(created(json!({"credential": ec2(&base(&s), &credential)})))
+}
+
+async fn list_ec2(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    let base = base(&s);
+    let credentials = s.list_ec2_credentials(&caller, &id).await?;
+    Ok(Json(json!({
+        "credentials": credentials.iter().map(|c| ec2(&base, c)).collect::<Vec<_>>(),
+        "links": types::collection_links(&base, &format!("users/{id}/credentials/OS-EC2")),
+    })))
+}
+
+async fn get_ec2(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((id, access)): Path<(String, String)>,
+) -> Result<Json<Value>, Error> {
+    let credential = s.get_ec2_credential(&caller, &id, &access).await?;
+    Ok(Json(json!({"credential": ec2(&base(&s), &credential)})))
+}
+
+async fn delete_ec2(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((id, access)): Path<(String, String)>,
+) -> Result<Response, Error> {
+    s.delete_ec2_credential(&caller, &id, &access).await?;
     Ok(no_content())
 }

@@ -216,3 +216,98 @@ impl IdentityService {
         Ok(())
     }
 }
+
+/// An EC2 credential: an access/secret pair for a user on a project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ec2Credential {
+    pub user_id: String,
+    pub project_id: String,
+    pub access: String,
+    pub secret: String,
+}
+
+fn ec2_from_row(row: &CredentialRow) -> Option<Ec2Credential> {
+    let blob: Value = serde_json::from_str(&row.blob).ok()?;
+    Some(Ec2Credential {
+        user_id: row.user_id.clone(),
+        project_id: row.project_id.clone().unwrap_or_default(),
+        access: blob.get("access")?.as_str()?.to_string(),
+        secret: blob.get("secret")?.as_str()?.to_string(),
+    })
+}
+
+impl IdentityService {
+    /// `POST /v3/users/{id}/credentials/OS-EC2`: a new access/secret pair for `tenant_id`.
+    pub async fn create_ec2_credential(
+        &self,
+        caller: &Caller,
+        user_id: &str,
+        body: Value,
+    ) -> Result<Ec2Credential> {
+        policy::require_admin_or_self(caller, user_id, "ec2_create_credential")?;
+        self.user_row(user_id).await?;
+        let project_id = body
+            .get("tenant_id")
+            .or_else(|| body.get("project_id"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::bad_request("Expecting to find tenant_id in request body."))?
+            .to_string();
+        self.project_row(&project_id).await?;
+        let access = nubo_common::ids::new_hex_id();
+        let secret = nubo_common::ids::new_hex_id();
+        let blob =
+            serde_json::json!({"access": access, "secret": secret, "trust_id": null}).to_string();
+        let row = self
+            .create_credential(
+                caller,
+                serde_json::json!({"user_id": user_id, "project_id": project_id, "type": "ec2", "blob": blob}),
+            )
+            .await?;
+        ec2_from_row(&row).ok_or_else(|| Error::internal("an ec2 credential without keys"))
+    }
+
+    pub async fn list_ec2_credentials(
+        &self,
+        caller: &Caller,
+        user_id: &str,
+    ) -> Result<Vec<Ec2Credential>> {
+        policy::require_reader_or_self(caller, user_id, "ec2_list_credentials")?;
+        self.user_row(user_id).await?;
+        let rows = store::credentials::list(&self.db).await?;
+        Ok(rows
+            .iter()
+            .filter(|c| c.user_id == user_id && c.credential_type == "ec2")
+            .filter_map(ec2_from_row)
+            .collect())
+    }
+
+    pub async fn get_ec2_credential(
+        &self,
+        caller: &Caller,
+        user_id: &str,
+        access: &str,
+    ) -> Result<Ec2Credential> {
+        self.list_ec2_credentials(caller, user_id)
+            .await?
+            .into_iter()
+            .find(|c| c.access == access)
+            .ok_or_else(|| not_found("credential", access))
+    }
+
+    pub async fn delete_ec2_credential(
+        &self,
+        caller: &Caller,
+        user_id: &str,
+        access: &str,
+    ) -> Result<()> {
+        policy::require_admin_or_self(caller, user_id, "ec2_delete_credential")?;
+        self.get_ec2_credential(caller, user_id, access).await?;
+        use sha2::Digest;
+        let id: String = sha2::Sha256::digest(access.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        store::credentials::delete(&self.db, &id).await?;
+        Ok(())
+    }
+}
