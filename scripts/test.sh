@@ -11,6 +11,7 @@ cd "$repo"
 stages=${NUBO_TEST_STAGES:-fast identity}
 passed=0 failed=0 skipped=0
 log_dir=${NUBO_TEST_LOGS:-$(mktemp -d /tmp/nubo-test.XXXXXX)}
+mkdir -p "$log_dir"
 echo "[test] logs in $log_dir"
 
 add_counts() { passed=$((passed + $1)); failed=$((failed + $2)); skipped=$((skipped + $3)); }
