@@ -160,92 +160,121 @@ impl Cloud {
     }
 }
 
-/// Every authenticated route, with placeholder ids.
-const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/v3/auth/tokens"),
-    ("DELETE", "/v3/auth/tokens"),
-    ("GET", "/v3/auth/catalog"),
-    ("GET", "/v3/auth/projects"),
-    ("GET", "/v3/auth/domains"),
-    ("GET", "/v3/auth/system"),
-    ("GET", "/v3/domains"),
-    ("POST", "/v3/domains"),
-    ("GET", "/v3/domains/x"),
-    ("PATCH", "/v3/domains/x"),
-    ("DELETE", "/v3/domains/x"),
-    ("GET", "/v3/projects"),
-    ("POST", "/v3/projects"),
-    ("GET", "/v3/projects/x"),
-    ("PATCH", "/v3/projects/x"),
-    ("DELETE", "/v3/projects/x"),
-    ("GET", "/v3/projects/x/tags"),
-    ("PUT", "/v3/projects/x/tags"),
-    ("PUT", "/v3/projects/x/tags/t"),
-    ("DELETE", "/v3/projects/x/tags/t"),
-    ("GET", "/v3/users"),
-    ("POST", "/v3/users"),
-    ("GET", "/v3/users/x"),
-    ("PATCH", "/v3/users/x"),
-    ("DELETE", "/v3/users/x"),
-    ("POST", "/v3/users/x/password"),
-    ("GET", "/v3/users/x/groups"),
-    ("GET", "/v3/users/x/projects"),
-    ("GET", "/v3/users/x/application_credentials"),
-    ("POST", "/v3/users/x/application_credentials"),
-    ("GET", "/v3/users/x/application_credentials/y"),
-    ("DELETE", "/v3/users/x/application_credentials/y"),
-    ("GET", "/v3/users/x/access_rules"),
-    ("GET", "/v3/groups"),
-    ("POST", "/v3/groups"),
-    ("GET", "/v3/groups/x"),
-    ("PATCH", "/v3/groups/x"),
-    ("DELETE", "/v3/groups/x"),
-    ("GET", "/v3/groups/x/users"),
-    ("PUT", "/v3/groups/x/users/y"),
-    ("DELETE", "/v3/groups/x/users/y"),
-    ("GET", "/v3/roles"),
-    ("POST", "/v3/roles"),
-    ("GET", "/v3/roles/x"),
-    ("PATCH", "/v3/roles/x"),
-    ("DELETE", "/v3/roles/x"),
-    ("GET", "/v3/roles/x/implies"),
-    ("PUT", "/v3/roles/x/implies/y"),
-    ("DELETE", "/v3/roles/x/implies/y"),
-    ("GET", "/v3/role_inferences"),
-    ("GET", "/v3/role_assignments"),
-    ("PUT", "/v3/projects/x/users/y/roles/z"),
-    ("GET", "/v3/projects/x/users/y/roles"),
-    ("DELETE", "/v3/projects/x/groups/y/roles/z"),
-    ("PUT", "/v3/domains/x/users/y/roles/z"),
-    ("PUT", "/v3/system/users/y/roles/z"),
-    (
-        "PUT",
-        "/v3/OS-INHERIT/domains/x/users/y/roles/z/inherited_to_projects",
-    ),
-    ("GET", "/v3/regions"),
-    ("POST", "/v3/regions"),
-    ("GET", "/v3/services"),
-    ("POST", "/v3/services"),
-    ("GET", "/v3/endpoints"),
-    ("POST", "/v3/endpoints"),
-    ("GET", "/v3/credentials"),
-    ("POST", "/v3/credentials"),
-    ("GET", "/v3/policies"),
-    ("POST", "/v3/policies"),
-    ("GET", "/v3/domains/config/default"),
-    ("PUT", "/v3/domains/x/config"),
-    ("GET", "/v3/OS-EP-FILTER/endpoint_groups"),
-    ("POST", "/v3/OS-EP-FILTER/endpoint_groups"),
-    ("GET", "/v3/OS-OAUTH1/consumers"),
-    ("POST", "/v3/OS-OAUTH1/consumers"),
+/// Every route the HTTP layer declares, read from its source so that a new route is covered the
+/// moment it is added: `(METHOD, path with {params})`. The grant routes, which `assignments.rs`
+/// builds in a loop, are listed explicitly.
+fn declared_routes() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+    let mut routes = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let mut rest = source.as_str();
+        while let Some(at) = rest.find(".route(") {
+            rest = &rest[at + ".route(".len()..];
+            let Some(open) = rest.find('"') else { break };
+            if rest[..open].trim() != "" {
+                continue; // a computed path (the grant loop)
+            }
+            let after = &rest[open + 1..];
+            let close = after.find('"').unwrap();
+            let path = after[..close].to_string();
+            // The method chain runs to the closing parenthesis of this `.route(` call.
+            let mut depth = 1;
+            let mut end = 0;
+            for (i, c) in rest.char_indices() {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                if depth == 0 {
+                    end = i;
+                    break;
+                }
+            }
+            let chain = &rest[open + close + 2..end];
+            for method in ["get", "post", "put", "patch", "delete"] {
+                let mut from = 0;
+                while let Some(i) = chain[from..].find(&format!("{method}(")) {
+                    let at = from + i;
+                    let boundary = at == 0
+                        || !chain.as_bytes()[at - 1].is_ascii_alphanumeric()
+                            && chain.as_bytes()[at - 1] != b'_';
+                    if boundary {
+                        routes.push((method.to_uppercase(), path.clone()));
+                    }
+                    from = at + method.len();
+                }
+            }
+        }
+    }
+    for prefix in ["/v3", "/v3/OS-INHERIT"] {
+        let suffix = if prefix == "/v3" {
+            ""
+        } else {
+            "/inherited_to_projects"
+        };
+        for target in ["projects", "domains"] {
+            for actor in ["users", "groups"] {
+                routes.push((
+                    "GET".into(),
+                    format!("{prefix}/{target}/t/{actor}/a/roles{suffix}"),
+                ));
+                for method in ["GET", "PUT", "DELETE"] {
+                    routes.push((
+                        method.into(),
+                        format!("{prefix}/{target}/t/{actor}/a/roles/r{suffix}"),
+                    ));
+                }
+            }
+        }
+    }
+    routes.sort();
+    routes.dedup();
+    routes
+}
+
+const PUBLIC: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/v3"),
+    ("GET", "/v3/"),
+    ("POST", "/v3/auth/tokens"),
 ];
+
+/// `{param}` -> `x`.
+fn concrete(path: &str) -> String {
+    let mut out = String::new();
+    let mut in_param = false;
+    for c in path.chars() {
+        match c {
+            '{' => in_param = true,
+            '}' => {
+                in_param = false;
+                out.push('x');
+            }
+            _ if in_param => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
 
 #[tokio::test]
 async fn every_route_needs_a_token() {
     let cloud = cloud().await;
-    for (method, path) in ROUTES {
+    let routes = declared_routes();
+    assert!(
+        routes.len() > 140,
+        "found only {} routes: the source scan is broken",
+        routes.len()
+    );
+    for (method, path) in routes
+        .iter()
+        .filter(|(m, p)| !PUBLIC.contains(&(m.as_str(), p.as_str())))
+    {
+        let path = concrete(path);
         let reply = cloud
-            .call(method.parse().unwrap(), path, None, Some("{}"))
+            .call(method.parse().unwrap(), &path, None, Some("{}"))
             .await;
         assert_eq!(
             reply.status,
@@ -259,7 +288,7 @@ async fn every_route_needs_a_token() {
         let reply = cloud
             .call(
                 method.parse().unwrap(),
-                path,
+                &path,
                 Some("not-a-token"),
                 Some("{}"),
             )
@@ -276,18 +305,25 @@ async fn every_route_needs_a_token() {
 async fn malformed_json_is_a_400_everywhere() {
     let cloud = cloud().await;
     let admin = cloud.admin_token().await;
-    let reply = cloud
-        .call(Method::POST, "/v3/auth/tokens", None, Some("{not json"))
-        .await;
-    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
-    for (method, path) in ROUTES.iter().filter(|(m, _)| *m == "POST" || *m == "PATCH") {
+    // PUTs that take a body; the other PUTs (grants, memberships, tags, inferences) take none.
+    let put_with_body = [
+        "/v3/regions/{id}",
+        "/v3/projects/{id}/tags",
+        "/v3/domains/{id}/config",
+    ];
+    let with_body = declared_routes().into_iter().filter(|(m, p)| {
+        m == "POST" || m == "PATCH" || (m == "PUT" && put_with_body.contains(&p.as_str()))
+    });
+    let mut checked = 0;
+    for (method, path) in with_body {
+        let token = if path == "/v3/auth/tokens" {
+            None
+        } else {
+            Some(admin.as_str())
+        };
+        let path = concrete(&path);
         let reply = cloud
-            .call(
-                method.parse().unwrap(),
-                path,
-                Some(&admin),
-                Some("{\"broken\": "),
-            )
+            .call(method.parse().unwrap(), &path, token, Some("{\"broken\": "))
             .await;
         assert_eq!(
             reply.status,
@@ -295,7 +331,9 @@ async fn malformed_json_is_a_400_everywhere() {
             "{method} {path} with malformed JSON"
         );
         assert_eq!(reply.body["error"]["code"], 400);
+        checked += 1;
     }
+    assert!(checked > 30, "only {checked} routes with bodies found");
 }
 
 #[tokio::test]
@@ -408,6 +446,72 @@ async fn another_tenant_is_out_of_reach() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_member_of_another_domain_is_refused() {
+    let cloud = cloud().await;
+    let admin = cloud.admin_token().await;
+    let domain = cloud
+        .json(
+            Method::POST,
+            "/v3/domains",
+            &admin,
+            json!({"domain": {"name": "other"}}),
+        )
+        .await;
+    let domain_id = domain.body["domain"]["id"].as_str().unwrap().to_string();
+    let user = cloud
+        .json(
+            Method::POST,
+            "/v3/users",
+            &admin,
+            json!({"user": {"name": "dave", "domain_id": domain_id, "password": "pw"}}),
+        )
+        .await;
+    let user_id = user.body["user"]["id"].as_str().unwrap().to_string();
+    let member = cloud.role_id(&admin, "member").await;
+    let grant = format!("/v3/domains/{domain_id}/users/{user_id}/roles/{member}");
+    assert_eq!(
+        cloud
+            .call(Method::PUT, &grant, Some(&admin), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "dave", "domain": {"id": domain_id}, "password": "pw"}}}, "scope": {"domain": {"id": domain_id}}}});
+    let login = cloud
+        .call(
+            Method::POST,
+            "/v3/auth/tokens",
+            None,
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::CREATED, "{:?}", login.body);
+    assert_eq!(login.body["token"]["domain"]["id"], domain_id.as_str());
+    let dave = login.token.unwrap();
+    assert_eq!(
+        cloud
+            .call(
+                Method::GET,
+                &format!("/v3/domains/{domain_id}"),
+                Some(&dave),
+                None
+            )
+            .await
+            .status,
+        StatusCode::OK
+    );
+    for path in [
+        "/v3/domains/default".to_string(),
+        "/v3/users".to_string(),
+        "/v3/projects".to_string(),
+    ] {
+        let reply = cloud.call(Method::GET, &path, Some(&dave), None).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "dave GET {path}");
+    }
 }
 
 #[tokio::test]
