@@ -1,0 +1,1 @@
+//! Host networking from desired state (work in progress).
