@@ -24,6 +24,7 @@ if [[ " $stages " == *" fast "* ]]; then
   cargo test --workspace 2>&1 | tee "$log_dir/cargo-test.txt" | grep -E "^test result:|FAILED|panicked" || true
   status=${PIPESTATUS[0]}
   read -r p f i < <(awk '/^test result:/ {for (n = 1; n <= NF; n++) {if ($n ~ /^passed;?/) p += $(n-1); if ($n ~ /^failed;?/) f += $(n-1); if ($n ~ /^ignored;?/) i += $(n-1)}} END {print p+0, f+0, i+0}' "$log_dir/cargo-test.txt")
+  p=${p:-0} f=${f:-0} i=${i:-0}
   [ "$status" -ne 0 ] && [ "$f" -eq 0 ] && f=1   # a build failure counts as a failure
   add_counts "$p" "$f" "$i"
 fi
