@@ -1,0 +1,361 @@
+//! The contract against real QEMU (TCG here), booting the tiny guest image, plus what only the
+//! QEMU driver has: adoption by a restarted driver, and errors from QEMU itself.
+//!
+//! Needs `qemu-system-x86_64`, `qemu-img`, `mkfs.vfat` + `mcopy` (config drive) and the image
+//! from `tools/guest-image/build.sh`; otherwise every test here prints `SKIP: ...` and passes.
+//! One test function runs everything in order, so that no two guests boot at once on a small
+//! machine (TCG boot ≈ 7-9 s idle, 13-16 s on a busy machine; this test waits for two boots,
+//! one spawn and one soft reboot, and starts a few more VMs it does not wait for).
+
+mod contract;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use contract::Fixture;
+use nubo_hypervisor::{
+    runner, ConfigDrive, ConfigDriveFormat, DiskFormat, DiskSpec, Error, Hypervisor, PowerAction,
+    PowerState, QemuConfig, QemuHypervisor, VmStatus,
+};
+
+fn image() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/guest-image/out/tiny.raw")
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// Why the QEMU tier cannot run here, if it cannot.
+fn skip_reason() -> Option<String> {
+    for program in ["qemu-system-x86_64", "qemu-img", "mkfs.vfat", "mcopy"] {
+        if !on_path(program) && !Path::new("/usr/sbin").join(program).is_file() {
+            return Some(format!(
+                "{program} not found (apt-get install qemu-system-x86 qemu-utils dosfstools mtools)"
+            ));
+        }
+    }
+    if !image().is_file() {
+        return Some(format!(
+            "{} missing (run tools/guest-image/build.sh)",
+            image().display()
+        ));
+    }
+    None
+}
+
+macro_rules! skip_unless_qemu {
+    () => {
+        if let Some(reason) = skip_reason() {
+            eprintln!("\n=== SKIP: QEMU tier of nubo-hypervisor: {reason} ===\n");
+            return;
+        }
+    };
+}
+
+fn mkfs_vfat() -> &'static str {
+    if on_path("mkfs.vfat") {
+        "mkfs.vfat"
+    } else {
+        "/usr/sbin/mkfs.vfat"
+    }
+}
+
+/// A vfat config drive with an OpenStack meta_data.json, made without mounting anything.
+fn config_drive(dir: &Path) -> PathBuf {
+    let tree = dir.join("cd/openstack/latest");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(
+        tree.join("meta_data.json"),
+        r#"{"uuid": "contract", "hostname": "contract"}"#,
+    )
+    .unwrap();
+    let image = dir.join("config.vfat");
+    let _ = std::fs::remove_file(&image);
+    runner::run(
+        mkfs_vfat(),
+        [
+            "-n".as_ref(),
+            "config-2".as_ref(),
+            "-C".as_ref(),
+            image.as_os_str(),
+            "1024".as_ref(),
+        ],
+    )
+    .unwrap();
+    runner::run(
+        "mcopy",
+        [
+            "-s".as_ref(),
+            "-i".as_ref(),
+            image.as_os_str(),
+            dir.join("cd/openstack").as_os_str(),
+            "::/".as_ref(),
+        ],
+    )
+    .unwrap();
+    image
+}
+
+fn fixture(hv: Arc<dyn Hypervisor>, work: &Path) -> Fixture {
+    let base = image().canonicalize().unwrap();
+    let disks = work.join("disks");
+    std::fs::create_dir_all(&disks).unwrap();
+    let boot_dir = disks.clone();
+    let blank_dir = disks;
+    Fixture {
+        hv,
+        boot_disk: Box::new(move |name| {
+            let path = boot_dir.join(format!("{name}.qcow2"));
+            let _ = std::fs::remove_file(&path);
+            runner::run(
+                "qemu-img",
+                [
+                    "create".as_ref(),
+                    "-q".as_ref(),
+                    "-f".as_ref(),
+                    "qcow2".as_ref(),
+                    "-b".as_ref(),
+                    base.as_os_str(),
+                    "-F".as_ref(),
+                    "raw".as_ref(),
+                    path.as_os_str(),
+                ],
+            )
+            .unwrap();
+            DiskSpec::file(path, DiskFormat::Qcow2)
+        }),
+        blank_disk: Box::new(move |name| {
+            let path = blank_dir.join(format!("{name}.qcow2"));
+            if !path.exists() {
+                runner::run(
+                    "qemu-img",
+                    [
+                        "create".as_ref(),
+                        "-q".as_ref(),
+                        "-f".as_ref(),
+                        "qcow2".as_ref(),
+                        path.as_os_str(),
+                        "64M".as_ref(),
+                    ],
+                )
+                .unwrap();
+            }
+            DiskSpec::file(path, DiskFormat::Qcow2)
+        }),
+        config_drive: Some(ConfigDrive {
+            path: config_drive(work),
+            format: ConfigDriveFormat::Vfat,
+        }),
+        memory_mib: 128,
+        ready_timeout: Duration::from_secs(120),
+        crash: Box::new(|status: &VmStatus| {
+            let pid = status.pid.expect("a running VM has a pid");
+            // SAFETY: kill has no memory effects; the pid is the VM's QEMU.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }),
+    }
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(needle) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn runtime_entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qemu_tier() {
+    skip_unless_qemu!();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let work = tempfile::Builder::new()
+        .prefix("nubo-hv-")
+        .tempdir()
+        .unwrap();
+    let runtime_dir = work.path().join("vms");
+    let mut config = QemuConfig::new(&runtime_dir);
+    config.accel = nubo_hypervisor::AccelMode::Auto;
+    let hv: Arc<dyn Hypervisor> = Arc::new(QemuHypervisor::open(config.clone()).await.unwrap());
+    let info = hv.info().await.unwrap();
+    eprintln!("host: {info:?}");
+    assert_eq!(info.hypervisor_type, "QEMU");
+    assert!(info.hypervisor_version > 0);
+
+    let f = fixture(hv.clone(), work.path());
+
+    // 1. errors, idempotency, concurrent spawns (no waiting for guests)
+    contract::errors_and_idempotency(&f).await;
+    contract::concurrent_spawns_of_one_id(&f).await;
+
+    // A guest that ignores the power button (still in its BIOS here): a clean stop falls back
+    // to pulling the plug after its timeout, and a destroy interrupts a long one.
+    let spec = f.spec("deaf");
+    hv.spawn(&spec).await.unwrap();
+    let started = Instant::now();
+    let status = hv
+        .power(
+            spec.id,
+            PowerAction::Stop {
+                timeout: Duration::from_secs(1),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.power_state, PowerState::Shutdown);
+    eprintln!(
+        "stop with a 1 s timeout, guest deaf: {:?}",
+        started.elapsed()
+    );
+    hv.power(spec.id, PowerAction::Start).await.unwrap();
+    let stopping = {
+        let hv = hv.clone();
+        let id = spec.id;
+        tokio::spawn(async move {
+            hv.power(
+                id,
+                PowerAction::Stop {
+                    timeout: Duration::from_secs(300),
+                },
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    hv.destroy(spec.id).await.unwrap();
+    eprintln!("destroy during a 300 s clean stop: {:?}", started.elapsed());
+    let error = stopping.await.unwrap().unwrap_err();
+    assert!(matches!(error, Error::Cancelled { .. }), "{error}");
+    assert!(hv.status(spec.id).await.unwrap_err().is_not_found());
+
+    // 2. a spawn QEMU refuses cleans up after itself and says why
+    let mut broken = f.spec("broken");
+    broken.boot_disk.spec =
+        DiskSpec::file(work.path().join("no-such-disk.qcow2"), DiskFormat::Qcow2);
+    let error = hv.spawn(&broken).await.unwrap_err();
+    let text = error.to_string();
+    eprintln!("spawn with a missing disk: {text}");
+    assert!(matches!(error, Error::Exited { .. }), "{text}");
+    assert!(
+        text.contains("no-such-disk.qcow2"),
+        "the error shows QEMU's complaint: {text}"
+    );
+    assert!(hv.status(broken.id).await.unwrap_err().is_not_found());
+    assert!(!runtime_dir.join(broken.id.to_string()).exists());
+
+    // 3. the whole lifecycle, with a real guest
+    let timings = contract::lifecycle(&f).await;
+    eprintln!("QEMU lifecycle timings: {timings:#?}");
+
+    // 4. adoption by a restarted driver
+    let spec = f.spec("adoptee");
+    // (Not waiting for this guest to boot: nothing below needs it, and TCG boots are slow.)
+    let started = Instant::now();
+    let spawned = hv.spawn(&spec).await.unwrap();
+    eprintln!("second VM: QEMU start -> QMP ready {:?}", started.elapsed());
+    let pid = spawned.pid.unwrap();
+    // Garbage from an interrupted spawn: a runtime dir without a spec.
+    let garbage = runtime_dir.join(uuid_like());
+    std::fs::create_dir_all(&garbage).unwrap();
+    drop(f);
+    drop(hv);
+    let reopened = Instant::now();
+    let hv: Arc<dyn Hypervisor> = Arc::new(QemuHypervisor::open(config.clone()).await.unwrap());
+    let list = hv.list().await.unwrap();
+    eprintln!("reopen + adopt + list: {:?}", reopened.elapsed());
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0].id, spec.id);
+    assert_eq!(list[0].power_state, PowerState::Running);
+    assert_eq!(list[0].pid, Some(pid), "the same QEMU, adopted");
+    assert!(!garbage.exists(), "garbage runtime dirs are removed");
+    let status = hv.power(spec.id, PowerAction::Pause).await.unwrap();
+    assert_eq!(status.power_state, PowerState::Paused);
+    // Paused guests cannot release devices: refused rather than waited on.
+    let f = fixture(hv.clone(), work.path());
+    let volume = nubo_hypervisor::Disk::new("vol-p", (f.blank_disk)("vol-p"));
+    hv.attach_disk(spec.id, &volume).await.unwrap();
+    let error = hv.detach_disk(spec.id, "vol-p").await.unwrap_err();
+    assert!(matches!(error, Error::InvalidState { .. }), "{error}");
+    let status = hv.power(spec.id, PowerAction::Suspend).await.unwrap();
+    assert_eq!(status.power_state, PowerState::Suspended);
+
+    // Suspended is remembered across a restart of the driver.
+    drop(f);
+    drop(hv);
+    let hv: Arc<dyn Hypervisor> = Arc::new(QemuHypervisor::open(config.clone()).await.unwrap());
+    let status = hv.status(spec.id).await.unwrap();
+    assert_eq!(status.power_state, PowerState::Suspended);
+    assert_eq!(
+        status.disks,
+        ["root", "vol-p"],
+        "hot-plugged disks are in the saved spec"
+    );
+    let status = hv.power(spec.id, PowerAction::Resume).await.unwrap();
+    assert_eq!(status.power_state, PowerState::Running);
+
+    // QEMU dies while no driver watches: found crashed.
+    drop(hv);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // SAFETY: kill and waitpid have no memory effects; pid is our child QEMU.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+        let mut status = 0;
+        libc::waitpid(pid as i32, &mut status, 0);
+    }
+    let hv: Arc<dyn Hypervisor> = Arc::new(QemuHypervisor::open(config.clone()).await.unwrap());
+    let status = hv.status(spec.id).await.unwrap();
+    assert_eq!(status.power_state, PowerState::Crashed, "{status:?}");
+    assert!(
+        status.reason.as_deref().unwrap_or("").contains("no agent"),
+        "{status:?}"
+    );
+    hv.destroy(spec.id).await.unwrap();
+
+    // 5. nothing is left
+    assert!(hv.list().await.unwrap().is_empty());
+    let leftovers = runtime_entries(&runtime_dir);
+    assert!(leftovers.is_empty(), "runtime dir not empty: {leftovers:?}");
+    let runtime = runtime_dir.to_string_lossy().into_owned();
+    let mut alive = Vec::new();
+    for pid in processes_mentioning(&runtime) {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if !stat.contains(") Z") {
+            alive.push(pid);
+        }
+    }
+    assert!(alive.is_empty(), "QEMU processes left: {alive:?}");
+}
+
+fn uuid_like() -> String {
+    nubo_hypervisor::VmId::new_random().to_string()
+}
