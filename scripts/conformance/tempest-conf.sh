@@ -5,8 +5,9 @@
 #   scripts/conformance/tempest-conf.sh OUT_DIR
 #
 # Needs OS_CLIENT_CONFIG_FILE / OS_CLOUD pointing at the cloud's admin (as `nubo up` prints) and
-# the venvs from setup-venvs.sh. Accounts: projects tempest-proj0..3, each with a member and a
-# reader, admin users in project admin, and system-scoped readers; all with one random password.
+# the venvs from setup-venvs.sh.
+# Accounts: a member and a reader per project (each in a project of its own), admin users in project
+# admin, and system-scoped readers; all with one random password.
 # Idempotent: existing users get the new password, existing assignments are kept.
 set -euo pipefail
 out=${1:?usage: tempest-conf.sh OUT_DIR}
@@ -43,9 +44,11 @@ echo "[tempest-conf] creating accounts"
 accounts=$out/accounts.yaml
 : > "$accounts"
 for i in 0 1 2 3; do
-  project=tempest-proj$i
-  ensure_project "$project" >/dev/null
   for role in member reader; do
+    # One project per account: Tempest may pick any two accounts as "primary" and "alt" and
+    # expects them to be in different projects.
+    project=tempest-$role$i
+    ensure_project "$project" >/dev/null
     user=tempest-$role$i
     ensure_user "$user"
     "$osc" role add --project "$project" --user "$user" "$role"
