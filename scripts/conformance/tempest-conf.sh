@@ -6,7 +6,7 @@
 #
 # Needs OS_CLIENT_CONFIG_FILE / OS_CLOUD pointing at the cloud's admin (as `nubo up` prints) and
 # the venvs from setup-venvs.sh.
-# Accounts: a member and a reader per project (each in a project of its own), admin users in project
+# Accounts: four members and four readers, each in a project of its own, admin users in project
 # admin, and system-scoped readers; all with one random password.
 # Idempotent: existing users get the new password, existing assignments are kept.
 set -euo pipefail
