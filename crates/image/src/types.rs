@@ -181,9 +181,7 @@ pub fn member_view(member: &MemberRow) -> Value {
 /// versions.
 pub fn versions(base: &str) -> Value {
     let href = format!("{}/v2/", base.trim_end_matches('/'));
-    let version = |id: &str, status: &str| {
-        json!({"id": id, "status": status, "links": [{"rel": "self", "href": href}]})
-    };
+    let version = |id: &str, status: &str| json!({"id": id, "status": status, "links": [{"rel": "self", "href": href}]});
     let mut list = vec![version("v2.7", "CURRENT")];
     for minor in (0..=6).rev() {
         list.push(version(&format!("v2.{minor}"), "SUPPORTED"));

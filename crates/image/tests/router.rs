@@ -31,8 +31,14 @@ async fn cloud_with(settings: ImageSettings) -> Cloud {
         .await
         .unwrap();
     let validator = StaticValidator::new()
-        .with("admin", project_caller("admin", "p-admin", &["admin", "member", "reader"]))
-        .with("alice", project_caller("alice", "p-a", &["member", "reader"]))
+        .with(
+            "admin",
+            project_caller("admin", "p-admin", &["admin", "member", "reader"]),
+        )
+        .with(
+            "alice",
+            project_caller("alice", "p-a", &["member", "reader"]),
+        )
         .with("alice-reader", project_caller("ann", "p-a", &["reader"]))
         .with("bob", project_caller("bob", "p-b", &["member", "reader"]))
         .with("bob-reader", project_caller("bert", "p-b", &["reader"]))
@@ -72,7 +78,13 @@ impl Cloud {
         }
     }
 
-    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let mut builder = Request::builder().method(method).uri(path);
         if let Some(token) = token {
             builder = builder.header("x-auth-token", token);
@@ -87,7 +99,14 @@ impl Cloud {
         self.send(builder.body(body).unwrap()).await
     }
 
-    async fn raw(&self, method: Method, path: &str, token: &str, content_type: &str, body: Body) -> Reply {
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: Body,
+    ) -> Reply {
         let request = Request::builder()
             .method(method)
             .uri(path)
@@ -99,29 +118,54 @@ impl Cloud {
     }
 
     async fn create(&self, token: &str, body: Value) -> String {
-        let reply = self.call(Method::POST, "/v2/images", Some(token), Some(body)).await;
+        let reply = self
+            .call(Method::POST, "/v2/images", Some(token), Some(body))
+            .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
         reply.json()["id"].as_str().unwrap().to_string()
     }
 
     async fn upload(&self, token: &str, id: &str, data: Vec<u8>) -> Reply {
-        self.raw(Method::PUT, &format!("/v2/images/{id}/file"), token, "application/octet-stream", Body::from(data))
-            .await
+        self.raw(
+            Method::PUT,
+            &format!("/v2/images/{id}/file"),
+            token,
+            "application/octet-stream",
+            Body::from(data),
+        )
+        .await
     }
 
     /// How many images `GET /v2/images{query}` lists for `token`.
     async fn count(&self, token: &str, query: &str) -> usize {
-        let reply = self.call(Method::GET, &format!("/v2/images{query}"), Some(token), None).await;
-        reply.json()["images"].as_array().map(Vec::len).unwrap_or(usize::MAX)
+        let reply = self
+            .call(
+                Method::GET,
+                &format!("/v2/images{query}"),
+                Some(token),
+                None,
+            )
+            .await;
+        reply.json()["images"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(usize::MAX)
     }
 
     async fn show(&self, token: &str, id: &str) -> Reply {
-        self.call(Method::GET, &format!("/v2/images/{id}"), Some(token), None).await
+        self.call(Method::GET, &format!("/v2/images/{id}"), Some(token), None)
+            .await
     }
 
     async fn patch(&self, token: &str, id: &str, media: &str, doc: Value) -> Reply {
-        self.raw(Method::PATCH, &format!("/v2/images/{id}"), token, media, Body::from(doc.to_string()))
-            .await
+        self.raw(
+            Method::PATCH,
+            &format!("/v2/images/{id}"),
+            token,
+            media,
+            Body::from(doc.to_string()),
+        )
+        .await
     }
 }
 
@@ -135,8 +179,14 @@ async fn discovery_is_public() {
     let reply = c.call(Method::GET, "/", None, None).await;
     assert_eq!(reply.status, StatusCode::MULTIPLE_CHOICES);
     assert_eq!(reply.json()["versions"][0]["status"], "CURRENT");
-    assert_eq!(c.call(Method::GET, "/versions", None, None).await.status, StatusCode::OK);
-    assert_eq!(c.call(Method::GET, "/v1/images", None, None).await.status, StatusCode::MULTIPLE_CHOICES);
+    assert_eq!(
+        c.call(Method::GET, "/versions", None, None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.call(Method::GET, "/v1/images", None, None).await.status,
+        StatusCode::MULTIPLE_CHOICES
+    );
 }
 
 #[tokio::test]
@@ -178,7 +228,11 @@ async fn every_route_needs_a_token() {
     for (method, path) in routes {
         for token in [None, Some("not-a-token")] {
             let reply = c.call(method.clone(), &path, token, None).await;
-            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {path} {token:?}");
+            assert_eq!(
+                reply.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} {token:?}"
+            );
             assert!(String::from_utf8_lossy(&reply.body).starts_with("401 Unauthorized"));
         }
     }
@@ -197,11 +251,21 @@ async fn image_lifecycle() {
     assert_eq!(shown["os_distro"], "x");
     assert_eq!(shown["size"], Value::Null);
     // No data yet: 204.
-    let reply = c.call(Method::GET, &format!("/v2/images/{id}/file"), Some("alice"), None).await;
+    let reply = c
+        .call(
+            Method::GET,
+            &format!("/v2/images/{id}/file"),
+            Some("alice"),
+            None,
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
 
     let data = raw_image();
-    assert_eq!(c.upload("alice", &id, data.clone()).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        c.upload("alice", &id, data.clone()).await.status,
+        StatusCode::NO_CONTENT
+    );
     let shown = c.show("alice", &id).await.json();
     assert_eq!(shown["status"], "active");
     assert_eq!(shown["size"], data.len());
@@ -209,23 +273,44 @@ async fn image_lifecycle() {
     assert_eq!(shown["checksum"], format!("{:x}", Md5::digest(&data)));
     assert_eq!(shown["os_hash_algo"], "sha512");
     use sha2::Sha512;
-    assert_eq!(shown["os_hash_value"], format!("{:x}", Sha512::digest(&data)));
-    let reply = c.call(Method::GET, &format!("/v2/images/{id}/file"), Some("alice"), None).await;
+    assert_eq!(
+        shown["os_hash_value"],
+        format!("{:x}", Sha512::digest(&data))
+    );
+    let reply = c
+        .call(
+            Method::GET,
+            &format!("/v2/images/{id}/file"),
+            Some("alice"),
+            None,
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body.as_ref(), data.as_slice());
-    assert_eq!(reply.headers["content-md5"], shown["checksum"].as_str().unwrap());
+    assert_eq!(
+        reply.headers["content-md5"],
+        shown["checksum"].as_str().unwrap()
+    );
     // A second upload is a conflict.
-    assert_eq!(c.upload("alice", &id, data.clone()).await.status, StatusCode::CONFLICT);
+    assert_eq!(
+        c.upload("alice", &id, data.clone()).await.status,
+        StatusCode::CONFLICT
+    );
 
     // PATCH, both media types.
     let reply = c
-        .patch("alice", &id, V21, json!([
-            {"op": "replace", "path": "/name", "value": "renamed"},
-            {"op": "add", "path": "/k", "value": "v"},
-            {"op": "add", "path": "/tags", "value": ["a", "b"]},
-            {"op": "replace", "path": "/min_ram", "value": 64},
-            {"op": "replace", "path": "/protected", "value": true},
-        ]))
+        .patch(
+            "alice",
+            &id,
+            V21,
+            json!([
+                {"op": "replace", "path": "/name", "value": "renamed"},
+                {"op": "add", "path": "/k", "value": "v"},
+                {"op": "add", "path": "/tags", "value": ["a", "b"]},
+                {"op": "replace", "path": "/min_ram", "value": 64},
+                {"op": "replace", "path": "/protected", "value": true},
+            ]),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     let view = reply.json();
@@ -233,13 +318,63 @@ async fn image_lifecycle() {
     assert_eq!(view["k"], "v");
     assert_eq!(view["min_ram"], 64);
     assert_eq!(view["tags"], json!(["a", "b"]));
-    assert_eq!(c.patch("alice", &id, V20, json!([{"add": "/k", "value": "w"}])).await.status, StatusCode::CONFLICT);
-    assert_eq!(c.patch("alice", &id, V20, json!([{"replace": "/k", "value": "w"}])).await.status, StatusCode::OK);
-    assert_eq!(c.patch("alice", &id, V20, json!([{"remove": "/nope"}])).await.status, StatusCode::CONFLICT);
-    assert_eq!(c.patch("alice", &id, V20, json!([{"remove": "/name"}])).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.patch("alice", &id, V21, json!([{"op": "replace", "path": "/size", "value": 1}])).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.patch("alice", &id, V21, json!([{"op": "replace", "path": "/disk_format", "value": "qcow2"}])).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.patch("alice", &id, V21, json!([{"op": "add", "path": "/locations/-", "value": {}}])).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        c.patch("alice", &id, V20, json!([{"add": "/k", "value": "w"}]))
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        c.patch("alice", &id, V20, json!([{"replace": "/k", "value": "w"}]))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.patch("alice", &id, V20, json!([{"remove": "/nope"}]))
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        c.patch("alice", &id, V20, json!([{"remove": "/name"}]))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.patch(
+            "alice",
+            &id,
+            V21,
+            json!([{"op": "replace", "path": "/size", "value": 1}])
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.patch(
+            "alice",
+            &id,
+            V21,
+            json!([{"op": "replace", "path": "/disk_format", "value": "qcow2"}])
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.patch(
+            "alice",
+            &id,
+            V21,
+            json!([{"op": "add", "path": "/locations/-", "value": {}}])
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
     let reply = c.patch("alice", &id, "application/json", json!([])).await;
     assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(reply.headers.contains_key("accept-patch"));
@@ -247,11 +382,20 @@ async fn image_lifecycle() {
     // Tags.
     let tag = |m: Method, t: &str| (m, format!("/v2/images/{id}/tags/{t}"));
     let (m, p) = tag(Method::PUT, "c");
-    assert_eq!(c.call(m, &p, Some("alice"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        c.call(m, &p, Some("alice"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
     let (m, p) = tag(Method::DELETE, "a");
-    assert_eq!(c.call(m, &p, Some("alice"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        c.call(m, &p, Some("alice"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
     let (m, p) = tag(Method::DELETE, "a");
-    assert_eq!(c.call(m, &p, Some("alice"), None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        c.call(m, &p, Some("alice"), None).await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(c.show("alice", &id).await.json()["tags"], json!(["b", "c"]));
 
     // Listing with filters.
@@ -259,26 +403,107 @@ async fn image_lifecycle() {
     assert_eq!(c.count("alice", "?tag=zz").await, 0);
     assert_eq!(c.count("alice", "?name=in:renamed,other").await, 1);
     assert_eq!(c.count("alice", "?k=w&status=active").await, 1);
-    assert_eq!(c.count("alice", &format!("?size_min={}", data.len() + 1)).await, 0);
-    let reply = c.call(Method::GET, "/v2/images?sort=bogus:asc", Some("alice"), None).await;
+    assert_eq!(
+        c.count("alice", &format!("?size_min={}", data.len() + 1))
+            .await,
+        0
+    );
+    let reply = c
+        .call(
+            Method::GET,
+            "/v2/images?sort=bogus:asc",
+            Some("alice"),
+            None,
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
 
     // Deactivate: downloads refused for non-admins, then reactivate.
     let action = |a: &str| format!("/v2/images/{id}/actions/{a}");
-    assert_eq!(c.call(Method::POST, &action("deactivate"), Some("alice"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        c.call(Method::POST, &action("deactivate"), Some("alice"), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(c.show("alice", &id).await.json()["status"], "deactivated");
-    assert_eq!(c.call(Method::GET, &format!("/v2/images/{id}/file"), Some("alice"), None).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.call(Method::GET, &format!("/v2/images/{id}/file"), Some("admin"), None).await.status, StatusCode::OK);
-    assert_eq!(c.call(Method::POST, &action("reactivate"), Some("alice"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        c.call(
+            Method::GET,
+            &format!("/v2/images/{id}/file"),
+            Some("alice"),
+            None
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.call(
+            Method::GET,
+            &format!("/v2/images/{id}/file"),
+            Some("admin"),
+            None
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.call(Method::POST, &action("reactivate"), Some("alice"), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(c.show("alice", &id).await.json()["status"], "active");
 
     // Protected images refuse deletion; then delete for real, data gone from the store.
-    assert_eq!(c.call(Method::DELETE, &format!("/v2/images/{id}"), Some("alice"), None).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.patch("alice", &id, V21, json!([{"op": "replace", "path": "/protected", "value": false}])).await.status, StatusCode::OK);
+    assert_eq!(
+        c.call(
+            Method::DELETE,
+            &format!("/v2/images/{id}"),
+            Some("alice"),
+            None
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.patch(
+            "alice",
+            &id,
+            V21,
+            json!([{"op": "replace", "path": "/protected", "value": false}])
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
     assert!(c.store.exists(&format!("image-{id}")).await.unwrap());
-    assert_eq!(c.call(Method::DELETE, &format!("/v2/images/{id}"), Some("alice"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        c.call(
+            Method::DELETE,
+            &format!("/v2/images/{id}"),
+            Some("alice"),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(c.show("alice", &id).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(c.call(Method::DELETE, &format!("/v2/images/{id}"), Some("alice"), None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        c.call(
+            Method::DELETE,
+            &format!("/v2/images/{id}"),
+            Some("alice"),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
     assert!(!c.store.exists(&format!("image-{id}")).await.unwrap());
 }
 
@@ -304,33 +529,113 @@ async fn other_projects_see_404_or_403() {
         let reply = c.call(method.clone(), &path, Some("bob"), body).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {path}");
     }
-    assert_eq!(c.patch("bob", &private, V21, json!([{"op": "replace", "path": "/name", "value": "x"}])).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(c.upload("bob", &private, vec![1, 2, 3]).await.status, StatusCode::NOT_FOUND);
-    let listed = c.call(Method::GET, "/v2/images", Some("bob"), None).await.json();
-    let ids: Vec<&str> = listed["images"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        c.patch(
+            "bob",
+            &private,
+            V21,
+            json!([{"op": "replace", "path": "/name", "value": "x"}])
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        c.upload("bob", &private, vec![1, 2, 3]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let listed = c
+        .call(Method::GET, "/v2/images", Some("bob"), None)
+        .await
+        .json();
+    let ids: Vec<&str> = listed["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
     assert!(!ids.contains(&private.as_str()));
     assert!(ids.contains(&public.as_str()));
     // Community images are not listed by default for others, but are readable.
     assert!(!ids.contains(&community.as_str()));
     assert_eq!(c.show("bob", &community).await.status, StatusCode::OK);
-    let listed = c.call(Method::GET, "/v2/images?visibility=community", Some("bob"), None).await.json();
+    let listed = c
+        .call(
+            Method::GET,
+            "/v2/images?visibility=community",
+            Some("bob"),
+            None,
+        )
+        .await
+        .json();
     assert_eq!(listed["images"].as_array().unwrap().len(), 1);
 
     // Bob sees the public image but may not change it: 403.
     let q = |s: &str| format!("/v2/images/{public}{s}");
     assert_eq!(c.show("bob", &public).await.status, StatusCode::OK);
-    assert_eq!(c.call(Method::DELETE, &q(""), Some("bob"), None).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.call(Method::PUT, &q("/tags/x"), Some("bob"), None).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.call(Method::POST, &q("/actions/deactivate"), Some("bob"), None).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.patch("bob", &public, V21, json!([{"op": "replace", "path": "/name", "value": "x"}])).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.upload("bob", &public, vec![1, 2, 3]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        c.call(Method::DELETE, &q(""), Some("bob"), None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.call(Method::PUT, &q("/tags/x"), Some("bob"), None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.call(Method::POST, &q("/actions/deactivate"), Some("bob"), None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.patch(
+            "bob",
+            &public,
+            V21,
+            json!([{"op": "replace", "path": "/name", "value": "x"}])
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.upload("bob", &public, vec![1, 2, 3]).await.status,
+        StatusCode::FORBIDDEN
+    );
     // Members of a non-shared image: 403.
-    assert_eq!(c.call(Method::GET, &q("/members"), Some("bob"), None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        c.call(Method::GET, &q("/members"), Some("bob"), None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
 
     // Readers of the owning project read but do not write.
-    assert_eq!(c.show("alice-reader", &private).await.status, StatusCode::OK);
-    assert_eq!(c.call(Method::DELETE, &p(""), Some("alice-reader"), None).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.call(Method::POST, "/v2/images", Some("alice-reader"), Some(json!({"name": "x"}))).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        c.show("alice-reader", &private).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.call(Method::DELETE, &p(""), Some("alice-reader"), None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.call(
+            Method::POST,
+            "/v2/images",
+            Some("alice-reader"),
+            Some(json!({"name": "x"}))
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
     // Admin sees everything.
     assert_eq!(c.show("admin", &private).await.status, StatusCode::OK);
 }
@@ -339,22 +644,116 @@ async fn other_projects_see_404_or_403() {
 async fn admin_only_calls_are_refused_to_members() {
     let c = cloud().await;
     // Publicizing.
-    let reply = c.call(Method::POST, "/v2/images", Some("alice"), Some(json!({"name": "x", "visibility": "public"}))).await;
+    let reply = c
+        .call(
+            Method::POST,
+            "/v2/images",
+            Some("alice"),
+            Some(json!({"name": "x", "visibility": "public"})),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     let id = c.create("alice", json!({"name": "x"})).await;
-    assert_eq!(c.patch("alice", &id, V21, json!([{"op": "replace", "path": "/visibility", "value": "public"}])).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.patch("admin", &id, V21, json!([{"op": "replace", "path": "/visibility", "value": "public"}])).await.status, StatusCode::OK);
+    assert_eq!(
+        c.patch(
+            "alice",
+            &id,
+            V21,
+            json!([{"op": "replace", "path": "/visibility", "value": "public"}])
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.patch(
+            "admin",
+            &id,
+            V21,
+            json!([{"op": "replace", "path": "/visibility", "value": "public"}])
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
     // Owner changes and images for another project.
-    assert_eq!(c.patch("alice", &id, V21, json!([{"op": "replace", "path": "/owner", "value": "p-b"}])).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.call(Method::POST, "/v2/images", Some("alice"), Some(json!({"owner": "p-b"}))).await.status, StatusCode::FORBIDDEN);
-    let reply = c.call(Method::POST, "/v2/images", Some("admin"), Some(json!({"owner": "p-b"}))).await;
+    assert_eq!(
+        c.patch(
+            "alice",
+            &id,
+            V21,
+            json!([{"op": "replace", "path": "/owner", "value": "p-b"}])
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.call(
+            Method::POST,
+            "/v2/images",
+            Some("alice"),
+            Some(json!({"owner": "p-b"}))
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    let reply = c
+        .call(
+            Method::POST,
+            "/v2/images",
+            Some("admin"),
+            Some(json!({"owner": "p-b"})),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::CREATED);
     assert_eq!(reply.json()["owner"], "p-b");
     // Metadata definitions.
-    assert_eq!(c.call(Method::POST, "/v2/metadefs/namespaces", Some("alice"), Some(json!({"namespace": "n"}))).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.call(Method::POST, "/v2/metadefs/namespaces", Some("admin"), Some(json!({"namespace": "n", "visibility": "public"}))).await.status, StatusCode::CREATED);
-    assert_eq!(c.call(Method::DELETE, "/v2/metadefs/namespaces/n", Some("alice"), None).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.call(Method::GET, "/v2/metadefs/namespaces/n", Some("alice"), None).await.status, StatusCode::OK);
+    assert_eq!(
+        c.call(
+            Method::POST,
+            "/v2/metadefs/namespaces",
+            Some("alice"),
+            Some(json!({"namespace": "n"}))
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.call(
+            Method::POST,
+            "/v2/metadefs/namespaces",
+            Some("admin"),
+            Some(json!({"namespace": "n", "visibility": "public"}))
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        c.call(
+            Method::DELETE,
+            "/v2/metadefs/namespaces/n",
+            Some("alice"),
+            None
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.call(
+            Method::GET,
+            "/v2/metadefs/namespaces/n",
+            Some("alice"),
+            None
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -376,9 +775,21 @@ async fn malformed_bodies_are_400() {
         (format!("/v2/images/{id}/members/p-b"), Method::PUT),
         ("/v2/metadefs/namespaces".to_string(), Method::POST),
     ] {
-        assert_eq!(c.send(bad(path.clone(), method)).await.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(
+            c.send(bad(path.clone(), method)).await.status,
+            StatusCode::BAD_REQUEST,
+            "{path}"
+        );
     }
-    let reply = c.raw(Method::PATCH, &format!("/v2/images/{id}"), "alice", V21, Body::from("{not json")).await;
+    let reply = c
+        .raw(
+            Method::PATCH,
+            &format!("/v2/images/{id}"),
+            "alice",
+            V21,
+            Body::from("{not json"),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     // Schema violations.
     for body in [
@@ -389,53 +800,212 @@ async fn malformed_bodies_are_400() {
         json!({"id": "not-a-uuid"}),
         json!([1, 2]),
     ] {
-        assert_eq!(c.call(Method::POST, "/v2/images", Some("alice"), Some(body.clone())).await.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(
+            c.call(
+                Method::POST,
+                "/v2/images",
+                Some("alice"),
+                Some(body.clone())
+            )
+            .await
+            .status,
+            StatusCode::BAD_REQUEST,
+            "{body}"
+        );
     }
     // Read-only and reserved attributes: 403.
-    for body in [json!({"status": "active"}), json!({"self": "x"}), json!({"os_glance_foo": "bar"}), json!({"deleted": "1"})] {
-        assert_eq!(c.call(Method::POST, "/v2/images", Some("alice"), Some(body.clone())).await.status, StatusCode::FORBIDDEN, "{body}");
+    for body in [
+        json!({"status": "active"}),
+        json!({"self": "x"}),
+        json!({"os_glance_foo": "bar"}),
+        json!({"deleted": "1"}),
+    ] {
+        assert_eq!(
+            c.call(
+                Method::POST,
+                "/v2/images",
+                Some("alice"),
+                Some(body.clone())
+            )
+            .await
+            .status,
+            StatusCode::FORBIDDEN,
+            "{body}"
+        );
     }
     // Bad list parameters.
-    for q in ["limit=x", "marker=00000000-0000-0000-0000-00000000dead", "sort_dir=up", "visibility=everyone", "member_status=x"] {
-        assert_eq!(c.call(Method::GET, &format!("/v2/images?{q}"), Some("alice"), None).await.status, StatusCode::BAD_REQUEST, "{q}");
+    for q in [
+        "limit=x",
+        "marker=00000000-0000-0000-0000-00000000dead",
+        "sort_dir=up",
+        "visibility=everyone",
+        "member_status=x",
+    ] {
+        assert_eq!(
+            c.call(Method::GET, &format!("/v2/images?{q}"), Some("alice"), None)
+                .await
+                .status,
+            StatusCode::BAD_REQUEST,
+            "{q}"
+        );
     }
     // Uploads need octet-stream.
-    let reply = c.raw(Method::PUT, &format!("/v2/images/{id}/file"), "alice", "text/plain", Body::from("x")).await;
+    let reply = c
+        .raw(
+            Method::PUT,
+            &format!("/v2/images/{id}/file"),
+            "alice",
+            "text/plain",
+            Body::from("x"),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
 
 #[tokio::test]
 async fn sharing() {
     let c = cloud().await;
-    let id = c.create("alice", json!({"name": "s", "disk_format": "raw", "container_format": "bare"})).await;
+    let id = c
+        .create(
+            "alice",
+            json!({"name": "s", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
     let members = format!("/v2/images/{id}/members");
-    let reply = c.call(Method::POST, &members, Some("alice"), Some(json!({"member": "p-b"}))).await;
+    let reply = c
+        .call(
+            Method::POST,
+            &members,
+            Some("alice"),
+            Some(json!({"member": "p-b"})),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.json()["status"], "pending");
-    assert_eq!(c.call(Method::POST, &members, Some("alice"), Some(json!({"member": "p-b"}))).await.status, StatusCode::CONFLICT);
-    assert_eq!(c.call(Method::POST, &members, Some("alice"), Some(json!({}))).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        c.call(
+            Method::POST,
+            &members,
+            Some("alice"),
+            Some(json!({"member": "p-b"}))
+        )
+        .await
+        .status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        c.call(Method::POST, &members, Some("alice"), Some(json!({})))
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
     // Pending: readable, listed only with member_status=pending.
     assert_eq!(c.show("bob", &id).await.status, StatusCode::OK);
     assert_eq!(c.count("bob", "").await, 0);
-    assert_eq!(c.count("bob", "?member_status=pending&visibility=shared").await, 1);
+    assert_eq!(
+        c.count("bob", "?member_status=pending&visibility=shared")
+            .await,
+        1
+    );
     // The owner cannot accept for the member; the member can; bad statuses are 400.
     let me = format!("{members}/p-b");
-    assert_eq!(c.call(Method::PUT, &me, Some("alice"), Some(json!({"status": "accepted"}))).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.call(Method::PUT, &me, Some("bob"), Some(json!({"status": "maybe"}))).await.status, StatusCode::BAD_REQUEST);
-    assert_eq!(c.call(Method::PUT, &me, Some("bob-reader"), Some(json!({"status": "accepted"}))).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.call(Method::PUT, &me, Some("bob"), Some(json!({"status": "accepted"}))).await.status, StatusCode::OK);
+    assert_eq!(
+        c.call(
+            Method::PUT,
+            &me,
+            Some("alice"),
+            Some(json!({"status": "accepted"}))
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.call(
+            Method::PUT,
+            &me,
+            Some("bob"),
+            Some(json!({"status": "maybe"}))
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        c.call(
+            Method::PUT,
+            &me,
+            Some("bob-reader"),
+            Some(json!({"status": "accepted"}))
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.call(
+            Method::PUT,
+            &me,
+            Some("bob"),
+            Some(json!({"status": "accepted"}))
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
     assert_eq!(c.count("bob", "").await, 1);
     // The member sees only itself; the owner sees all.
-    assert_eq!(c.call(Method::GET, &members, Some("bob"), None).await.json()["members"].as_array().unwrap().len(), 1);
-    assert_eq!(c.call(Method::GET, &me, Some("bob"), None).await.json()["status"], "accepted");
+    assert_eq!(
+        c.call(Method::GET, &members, Some("bob"), None)
+            .await
+            .json()["members"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        c.call(Method::GET, &me, Some("bob"), None).await.json()["status"],
+        "accepted"
+    );
     // Members may read but not change, nor remove themselves.
-    assert_eq!(c.call(Method::DELETE, &format!("/v2/images/{id}"), Some("bob"), None).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.call(Method::DELETE, &me, Some("bob"), None).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.call(Method::DELETE, &me, Some("alice"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        c.call(
+            Method::DELETE,
+            &format!("/v2/images/{id}"),
+            Some("bob"),
+            None
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.call(Method::DELETE, &me, Some("bob"), None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.call(Method::DELETE, &me, Some("alice"), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(c.show("bob", &id).await.status, StatusCode::NOT_FOUND);
     // Only shared images have members.
-    let private = c.create("alice", json!({"name": "p", "visibility": "private"})).await;
-    assert_eq!(c.call(Method::POST, &format!("/v2/images/{private}/members"), Some("alice"), Some(json!({"member": "p-b"}))).await.status, StatusCode::FORBIDDEN);
+    let private = c
+        .create("alice", json!({"name": "p", "visibility": "private"}))
+        .await;
+    assert_eq!(
+        c.call(
+            Method::POST,
+            &format!("/v2/images/{private}/members"),
+            Some("alice"),
+            Some(json!({"member": "p-b"}))
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]
@@ -444,11 +1014,27 @@ async fn pagination_has_next_links() {
     for i in 0..5 {
         c.create("alice", json!({"name": format!("img{i}")})).await;
     }
-    let first = c.call(Method::GET, "/v2/images?limit=2&sort=name:asc", Some("alice"), None).await.json();
-    let names: Vec<&str> = first["images"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    let first = c
+        .call(
+            Method::GET,
+            "/v2/images?limit=2&sort=name:asc",
+            Some("alice"),
+            None,
+        )
+        .await
+        .json();
+    let names: Vec<&str> = first["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["img0", "img1"]);
     let next = first["next"].as_str().unwrap().to_string();
-    assert!(next.starts_with("/v2/images?limit=2&sort=name%3Aasc&marker="), "{next}");
+    assert!(
+        next.starts_with("/v2/images?limit=2&sort=name%3Aasc&marker="),
+        "{next}"
+    );
     let mut seen = names.len();
     let mut link = Some(next);
     while let Some(next) = link {
@@ -467,7 +1053,10 @@ async fn failed_uploads_leave_nothing_behind() {
     };
     let c = cloud_with(settings).await;
     let new = |name: &'static str, format: &'static str| {
-        c.create("alice", json!({"name": name, "disk_format": format, "container_format": "bare"}))
+        c.create(
+            "alice",
+            json!({"name": name, "disk_format": format, "container_format": "bare"}),
+        )
     };
 
     // The body breaks halfway: back to queued, nothing stored; a retry works.
@@ -477,23 +1066,42 @@ async fn failed_uploads_leave_nothing_behind() {
         Err(std::io::Error::other("client went away")),
     ];
     let reply = c
-        .raw(Method::PUT, &format!("/v2/images/{id}/file"), "alice", "application/octet-stream", Body::from_stream(futures::stream::iter(chunks)))
+        .raw(
+            Method::PUT,
+            &format!("/v2/images/{id}/file"),
+            "alice",
+            "application/octet-stream",
+            Body::from_stream(futures::stream::iter(chunks)),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     let shown = c.show("alice", &id).await.json();
     assert_eq!(shown["status"], "queued");
     assert_eq!(shown["size"], Value::Null);
     assert!(!c.store.exists(&format!("image-{id}")).await.unwrap());
-    assert_eq!(c.upload("alice", &id, raw_image()).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        c.upload("alice", &id, raw_image()).await.status,
+        StatusCode::NO_CONTENT
+    );
 
     // The block store fails: killed, nothing stored, not listed.
     let id = new("store-fails", "raw").await;
     c.store.fail_next(Op::StoreImage, 1);
-    assert_eq!(c.upload("alice", &id, raw_image()).await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        c.upload("alice", &id, raw_image()).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
     assert_eq!(c.show("alice", &id).await.json()["status"], "killed");
     assert!(!c.store.exists(&format!("image-{id}")).await.unwrap());
-    let listed = c.call(Method::GET, "/v2/images", Some("alice"), None).await.json();
-    assert!(!listed["images"].as_array().unwrap().iter().any(|i| i["id"] == id.as_str()));
+    let listed = c
+        .call(Method::GET, "/v2/images", Some("alice"), None)
+        .await
+        .json();
+    assert!(!listed["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["id"] == id.as_str()));
 
     // Over the byte quota (1 MiB, 300 kB used): 413, queued, nothing stored.
     let id = new("too-big", "raw").await;
@@ -502,9 +1110,16 @@ async fn failed_uploads_leave_nothing_behind() {
     assert_eq!(c.show("alice", &id).await.json()["status"], "queued");
     assert!(!c.store.exists(&format!("image-{id}")).await.unwrap());
     // The same without a Content-Length (chunked): cut while streaming.
-    let chunks: Vec<Result<Bytes, std::io::Error>> = (0..20).map(|_| Ok(Bytes::from(vec![1u8; 65536]))).collect();
+    let chunks: Vec<Result<Bytes, std::io::Error>> =
+        (0..20).map(|_| Ok(Bytes::from(vec![1u8; 65536]))).collect();
     let reply = c
-        .raw(Method::PUT, &format!("/v2/images/{id}/file"), "alice", "application/octet-stream", Body::from_stream(futures::stream::iter(chunks)))
+        .raw(
+            Method::PUT,
+            &format!("/v2/images/{id}/file"),
+            "alice",
+            "application/octet-stream",
+            Body::from_stream(futures::stream::iter(chunks)),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(c.show("alice", &id).await.json()["status"], "queued");
@@ -512,13 +1127,19 @@ async fn failed_uploads_leave_nothing_behind() {
 
     // Raw data declared qcow2: 415, queued, the stored data removed.
     let id = new("not-qcow2", "qcow2").await;
-    assert_eq!(c.upload("alice", &id, vec![0u8; 4096]).await.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        c.upload("alice", &id, vec![0u8; 4096]).await.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
     assert_eq!(c.show("alice", &id).await.json()["status"], "queued");
     assert!(!c.store.exists(&format!("image-{id}")).await.unwrap());
 
     // Formats must be set before data.
     let id = c.create("alice", json!({"name": "no-format"})).await;
-    assert_eq!(c.upload("alice", &id, vec![0u8; 10]).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        c.upload("alice", &id, vec![0u8; 10]).await.status,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test]
@@ -530,20 +1151,32 @@ async fn count_quota_is_413() {
     let c = cloud_with(settings).await;
     c.create("alice", json!({})).await;
     c.create("alice", json!({})).await;
-    let reply = c.call(Method::POST, "/v2/images", Some("alice"), Some(json!({}))).await;
+    let reply = c
+        .call(Method::POST, "/v2/images", Some("alice"), Some(json!({})))
+        .await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     // Another project has its own quota.
     c.create("bob", json!({})).await;
-    let usage = c.call(Method::GET, "/v2/info/usage", Some("alice"), None).await.json();
-    assert_eq!(usage["usage"]["image_count_total"], json!({"limit": 2, "usage": 2}));
+    let usage = c
+        .call(Method::GET, "/v2/info/usage", Some("alice"), None)
+        .await
+        .json();
+    assert_eq!(
+        usage["usage"]["image_count_total"],
+        json!({"limit": 2, "usage": 2})
+    );
 }
 
 #[tokio::test]
 async fn boot_and_snapshot_images() {
     let store = Arc::new(MemoryStore::new());
-    let service = ImageService::new(Db::in_memory().await, store.clone(), ImageSettings::default())
-        .await
-        .unwrap();
+    let service = ImageService::new(
+        Db::in_memory().await,
+        store.clone(),
+        ImageSettings::default(),
+    )
+    .await
+    .unwrap();
     let alice = project_caller("alice", "p-a", &["member", "reader"]);
     let bob = project_caller("bob", "p-b", &["member", "reader"]);
     let image = service
@@ -551,34 +1184,74 @@ async fn boot_and_snapshot_images() {
         .await
         .unwrap();
     let id = image.id.clone();
-    assert_eq!(service.image_for_boot(&alice, &id).await.unwrap_err().status, StatusCode::CONFLICT);
-    let data: nubo_blockstore::ByteStream = Box::pin(futures::stream::iter(vec![Ok(Bytes::from(vec![5u8; 8192]))]));
-    service.upload_image(&alice, id.as_str(), None, data).await.unwrap();
+    assert_eq!(
+        service
+            .image_for_boot(&alice, &id)
+            .await
+            .unwrap_err()
+            .status,
+        StatusCode::CONFLICT
+    );
+    let data: nubo_blockstore::ByteStream =
+        Box::pin(futures::stream::iter(vec![Ok(Bytes::from(vec![
+            5u8;
+            8192
+        ]))]));
+    service
+        .upload_image(&alice, id.as_str(), None, data)
+        .await
+        .unwrap();
     let boot = service.image_for_boot(&alice, &id).await.unwrap();
-    assert_eq!(boot.source(), nubo_blockstore::Source::Image(format!("image-{id}")));
-    assert!(service.image_for_boot(&bob, &id).await.unwrap_err().is_not_found());
+    assert_eq!(
+        boot.source(),
+        nubo_blockstore::Source::Image(format!("image-{id}"))
+    );
+    assert!(service
+        .image_for_boot(&bob, &id)
+        .await
+        .unwrap_err()
+        .is_not_found());
 
     // A server disk cloned from it, snapshotted, becomes an image.
-    store.create_clone(&boot.source(), "disk-1", None).await.unwrap();
+    store
+        .create_clone(&boot.source(), "disk-1", None)
+        .await
+        .unwrap();
     store.snapshot("disk-1", "snapshot-1").await.unwrap();
     let snap = service
-        .create_image_from_snapshot(&alice, "snapshot-1", nubo_image::SnapshotImage {
-            name: "snap".into(),
-            ..Default::default()
-        })
+        .create_image_from_snapshot(
+            &alice,
+            "snapshot-1",
+            nubo_image::SnapshotImage {
+                name: "snap".into(),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(snap.status.as_str(), "active");
     assert_eq!(snap.size, Some(8192));
     let boot = service.image_for_boot(&alice, &snap.id).await.unwrap();
-    assert_eq!(boot.source(), nubo_blockstore::Source::Snapshot("snapshot-1".into()));
+    assert_eq!(
+        boot.source(),
+        nubo_blockstore::Source::Snapshot("snapshot-1".into())
+    );
     // The hashes arrive in the background.
     for _ in 0..100 {
-        if service.get_image(&alice, snap.id.as_str()).await.unwrap().checksum.is_some() {
+        if service
+            .get_image(&alice, snap.id.as_str())
+            .await
+            .unwrap()
+            .checksum
+            .is_some()
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let snap = service.get_image(&alice, snap.id.as_str()).await.unwrap();
-    assert_eq!(snap.checksum.unwrap(), format!("{:x}", Md5::digest(vec![5u8; 8192])));
+    assert_eq!(
+        snap.checksum.unwrap(),
+        format!("{:x}", Md5::digest(vec![5u8; 8192]))
+    );
 }

@@ -16,13 +16,20 @@ pub fn authenticated_routes() -> Router<AppState> {
         .route("/v2/schemas/image", get(|| schema(types::image_schema())))
         .route("/v2/schemas/images", get(|| schema(types::images_schema())))
         .route("/v2/schemas/member", get(|| schema(types::member_schema())))
-        .route("/v2/schemas/members", get(|| schema(types::members_schema())))
+        .route(
+            "/v2/schemas/members",
+            get(|| schema(types::members_schema())),
+        )
         .route("/v2/info/import", get(info_import))
         .route("/v2/info/stores", get(info_stores))
         .route("/v2/info/usage", get(info_usage))
 }
 
-pub(crate) fn version_list(headers: &HeaderMap, public: &PublicUrl, status: StatusCode) -> Response {
+pub(crate) fn version_list(
+    headers: &HeaderMap,
+    public: &PublicUrl,
+    status: StatusCode,
+) -> Response {
     json_status(status, types::versions(&image_base(headers, public)))
 }
 

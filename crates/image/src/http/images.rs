@@ -24,7 +24,10 @@ pub fn routes() -> Router<AppState> {
             get(get_image).patch(update_image).delete(delete_image),
         )
         .route("/v2/images/{id}/file", get(download).put(upload))
-        .route("/v2/images/{id}/tags/{tag}", put(add_tag).delete(delete_tag))
+        .route(
+            "/v2/images/{id}/tags/{tag}",
+            put(add_tag).delete(delete_tag),
+        )
         .route("/v2/images/{id}/actions/deactivate", post(deactivate))
         .route("/v2/images/{id}/actions/reactivate", post(reactivate))
         .route("/v2/images/{id}/stage", put(stage))

@@ -60,7 +60,9 @@ async fn show(
     caller: Caller,
     Path((id, member)): Path<(String, String)>,
 ) -> Result<Json<Value>, Error> {
-    Ok(Json(member_view(&s.get_member(&caller, &id, &member).await?)))
+    Ok(Json(member_view(
+        &s.get_member(&caller, &id, &member).await?,
+    )))
 }
 
 async fn update(

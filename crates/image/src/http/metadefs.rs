@@ -15,10 +15,15 @@ use crate::service::metadefs::namespace_view;
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new()
         .route("/v2/metadefs/resource_types", get(list_resource_types))
-        .route("/v2/metadefs/namespaces", get(list_namespaces).post(create_namespace))
+        .route(
+            "/v2/metadefs/namespaces",
+            get(list_namespaces).post(create_namespace),
+        )
         .route(
             "/v2/metadefs/namespaces/{ns}",
-            get(show_namespace).put(update_namespace).delete(delete_namespace),
+            get(show_namespace)
+                .put(update_namespace)
+                .delete(delete_namespace),
         )
         .route(
             "/v2/metadefs/namespaces/{ns}/objects",
@@ -34,7 +39,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/v2/metadefs/namespaces/{ns}/properties/{name}",
-            get(show_property).put(update_property).delete(delete_property),
+            get(show_property)
+                .put(update_property)
+                .delete(delete_property),
         )
         .route(
             "/v2/metadefs/namespaces/{ns}/tags",
@@ -42,7 +49,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/v2/metadefs/namespaces/{ns}/tags/{name}",
-            get(show_tag).put(update_tag).delete(delete_tag).merge(post(create_tag)),
+            get(show_tag)
+                .put(update_tag)
+                .delete(delete_tag)
+                .merge(post(create_tag)),
         )
         .route(
             "/v2/metadefs/namespaces/{ns}/resource_types",
@@ -74,9 +84,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The metadef schemas, reduced to what clients read (their names and main properties).
 fn schema(name: &str) -> Value {
-    let item = |singular: &str, properties: Value| {
-        json!({"name": singular, "properties": properties, "additionalProperties": false})
-    };
+    let item = |singular: &str, properties: Value| json!({"name": singular, "properties": properties, "additionalProperties": false});
     let collection = |plural: &str, singular_schema: Value| {
         json!({
             "name": plural,
@@ -165,8 +173,13 @@ fn schema(name: &str) -> Value {
 
 type Params = Query<Vec<(String, String)>>;
 
-async fn list_resource_types(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, Error> {
-    Ok(Json(json!({"resource_types": s.list_resource_types(&caller).await?})))
+async fn list_resource_types(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, Error> {
+    Ok(Json(
+        json!({"resource_types": s.list_resource_types(&caller).await?}),
+    ))
 }
 
 async fn list_namespaces(
@@ -196,7 +209,10 @@ async fn show_namespace(
     caller: Caller,
     Path(ns): Path<String>,
 ) -> Result<Json<Value>, Error> {
-    Ok(Json(namespace_view(&s.get_namespace(&caller, &ns).await?, true)))
+    Ok(Json(namespace_view(
+        &s.get_namespace(&caller, &ns).await?,
+        true,
+    )))
 }
 
 async fn update_namespace(
@@ -205,7 +221,10 @@ async fn update_namespace(
     Path(ns): Path<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>, Error> {
-    Ok(Json(namespace_view(&s.update_namespace(&caller, &ns, body).await?, false)))
+    Ok(Json(namespace_view(
+        &s.update_namespace(&caller, &ns, body).await?,
+        false,
+    )))
 }
 
 async fn delete_namespace(
@@ -234,7 +253,10 @@ async fn create_object(
     Path(ns): Path<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, Error> {
-    Ok(json_status(StatusCode::CREATED, s.create_md_object(&caller, &ns, body).await?))
+    Ok(json_status(
+        StatusCode::CREATED,
+        s.create_md_object(&caller, &ns, body).await?,
+    ))
 }
 
 async fn show_object(
@@ -268,7 +290,9 @@ async fn list_properties(
     caller: Caller,
     Path(ns): Path<String>,
 ) -> Result<Json<Value>, Error> {
-    Ok(Json(json!({"properties": s.list_md_properties(&caller, &ns).await?})))
+    Ok(Json(
+        json!({"properties": s.list_md_properties(&caller, &ns).await?}),
+    ))
 }
 
 async fn create_property(
@@ -277,7 +301,10 @@ async fn create_property(
     Path(ns): Path<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, Error> {
-    Ok(json_status(StatusCode::CREATED, s.create_md_property(&caller, &ns, body).await?))
+    Ok(json_status(
+        StatusCode::CREATED,
+        s.create_md_property(&caller, &ns, body).await?,
+    ))
 }
 
 async fn show_property(
@@ -338,7 +365,10 @@ async fn create_tag(
     caller: Caller,
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<Response, Error> {
-    Ok(json_status(StatusCode::CREATED, s.create_md_tag(&caller, &ns, &name).await?))
+    Ok(json_status(
+        StatusCode::CREATED,
+        s.create_md_tag(&caller, &ns, &name).await?,
+    ))
 }
 
 async fn show_tag(
@@ -372,7 +402,9 @@ async fn list_associations(
     caller: Caller,
     Path(ns): Path<String>,
 ) -> Result<Json<Value>, Error> {
-    Ok(Json(json!({"resource_type_associations": s.list_rt_associations(&caller, &ns).await?})))
+    Ok(Json(
+        json!({"resource_type_associations": s.list_rt_associations(&caller, &ns).await?}),
+    ))
 }
 
 async fn create_association(
@@ -381,7 +413,10 @@ async fn create_association(
     Path(ns): Path<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, Error> {
-    Ok(json_status(StatusCode::CREATED, s.create_rt_association(&caller, &ns, body).await?))
+    Ok(json_status(
+        StatusCode::CREATED,
+        s.create_rt_association(&caller, &ns, body).await?,
+    ))
 }
 
 async fn delete_association(

@@ -20,7 +20,7 @@ pub const BOOTSTRAP_NAME: &str = "tiny";
 #[derive(Debug)]
 pub enum Bootstrapped {
     /// Uploaded now.
-    Uploaded(ImageRow),
+    Uploaded(Box<ImageRow>),
     /// An image named `tiny` exists: nothing done.
     Exists,
     /// No file at the configured path: nothing done.
@@ -83,7 +83,7 @@ impl ImageService {
             .upload_image(&caller, image.id.as_str(), size, data)
             .await
         {
-            Ok(image) => Ok(Bootstrapped::Uploaded(image)),
+            Ok(image) => Ok(Bootstrapped::Uploaded(Box::new(image))),
             Err(e) => {
                 // Leave no half-made `tiny` behind: the next start tries again.
                 let _ = self.delete_image(&caller, image.id.as_str()).await;

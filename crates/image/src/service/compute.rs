@@ -145,7 +145,9 @@ impl ImageService {
             };
             match hashed {
                 Ok((md5, sha, _)) => {
-                    if let Err(e) = store::images::set_hashes(&this.db, &id, &md5, HASH_ALGO, &sha).await {
+                    if let Err(e) =
+                        store::images::set_hashes(&this.db, &id, &md5, HASH_ALGO, &sha).await
+                    {
                         tracing::warn!(image_id = %id, error = %e, "saving snapshot hashes failed");
                     }
                 }

@@ -71,8 +71,12 @@ impl ImageService {
         let name = take(&mut body, "name").and_then(|v| string(&v));
         let disk_format = take(&mut body, "disk_format").and_then(|v| string(&v));
         let container_format = take(&mut body, "container_format").and_then(|v| string(&v));
-        let min_disk = take(&mut body, "min_disk").and_then(|v| v.as_i64()).unwrap_or(0);
-        let min_ram = take(&mut body, "min_ram").and_then(|v| v.as_i64()).unwrap_or(0);
+        let min_disk = take(&mut body, "min_disk")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0);
+        let min_ram = take(&mut body, "min_ram")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0);
         let protected = take(&mut body, "protected")
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
@@ -351,7 +355,9 @@ impl ImageService {
                 return Ok(());
             }
         }
-        Err(Error::conflict("The image changed concurrently; try again."))
+        Err(Error::conflict(
+            "The image changed concurrently; try again.",
+        ))
     }
 
     /// `DELETE /v2/images/{id}/tags/{tag}`: a tag the image does not have is a 404.
@@ -369,19 +375,33 @@ impl ImageService {
                 return Ok(());
             }
         }
-        Err(Error::conflict("The image changed concurrently; try again."))
+        Err(Error::conflict(
+            "The image changed concurrently; try again.",
+        ))
     }
 
     /// `POST /v2/images/{id}/actions/deactivate`: active -> deactivated (no-op when already).
     pub async fn deactivate_image(&self, caller: &Caller, id: &str) -> Result<()> {
-        self.change_activation(caller, id, "deactivate", ImageStatus::Active, ImageStatus::Deactivated)
-            .await
+        self.change_activation(
+            caller,
+            id,
+            "deactivate",
+            ImageStatus::Active,
+            ImageStatus::Deactivated,
+        )
+        .await
     }
 
     /// `POST /v2/images/{id}/actions/reactivate`: deactivated -> active (no-op when already).
     pub async fn reactivate_image(&self, caller: &Caller, id: &str) -> Result<()> {
-        self.change_activation(caller, id, "reactivate", ImageStatus::Deactivated, ImageStatus::Active)
-            .await
+        self.change_activation(
+            caller,
+            id,
+            "reactivate",
+            ImageStatus::Deactivated,
+            ImageStatus::Active,
+        )
+        .await
     }
 
     async fn change_activation(
@@ -397,9 +417,7 @@ impl ImageService {
         if image.status == to {
             return Ok(());
         }
-        if image.status != from
-            || !store::images::set_status(&self.db, id, from, to).await?
-        {
+        if image.status != from || !store::images::set_status(&self.db, id, from, to).await? {
             return Err(Error::forbidden(format!(
                 "Not allowed to {action} image in status '{}'",
                 image.status

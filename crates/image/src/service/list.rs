@@ -212,7 +212,10 @@ const TIME_FIELDS: &[&str] = &["created_at", "updated_at"];
 const NUMERIC_FIELDS: &[&str] = &["size", "virtual_size", "min_ram", "min_disk"];
 
 fn check_filter(key: &str, value: &str) -> Result<()> {
-    if let Some(field) = key.strip_suffix("_min").or_else(|| key.strip_suffix("_max")) {
+    if let Some(field) = key
+        .strip_suffix("_min")
+        .or_else(|| key.strip_suffix("_max"))
+    {
         if NUMERIC_FIELDS.contains(&field) || !field.is_empty() {
             value.trim().parse::<i64>().map_err(|_| {
                 Error::bad_request("Unable to filter on a range with a non-numeric value.")
@@ -339,8 +342,7 @@ impl ImageService {
         } else if let Some(project_id) = project.clone() {
             ListScope::Project {
                 project_id,
-                member_status: (query.member_status != "all")
-                    .then(|| query.member_status.clone()),
+                member_status: (query.member_status != "all").then(|| query.member_status.clone()),
             }
         } else {
             ListScope::PublicOnly

@@ -45,7 +45,9 @@ impl ImageService {
         let image = self.visible_image(caller, image_id).await?;
         only_shared(&image)?;
         require_owner(caller, &image, "add_member").map_err(|_| {
-            Error::forbidden(format!("Not allowed to create members for image {image_id}."))
+            Error::forbidden(format!(
+                "Not allowed to create members for image {image_id}."
+            ))
         })?;
         if store::members::count(&self.db, image_id).await? as usize >= self.settings.max_members {
             return Err(Error::over_limit(format!(
@@ -61,17 +63,19 @@ impl ImageService {
             created_at: now.clone(),
             updated_at: now,
         };
-        store::members::insert(&self.db, &member).await.map_err(|e| {
-            if nubo_common::db::is_unique_violation(&e) {
-                Error::conflict(format!(
-                    "Member {member_id} is duplicated for image {image_id}"
-                ))
-            } else if nubo_common::db::is_foreign_key_violation(&e) {
-                Error::not_found(format!("Image {image_id} not found."))
-            } else {
-                e.into()
-            }
-        })?;
+        store::members::insert(&self.db, &member)
+            .await
+            .map_err(|e| {
+                if nubo_common::db::is_unique_violation(&e) {
+                    Error::conflict(format!(
+                        "Member {member_id} is duplicated for image {image_id}"
+                    ))
+                } else if nubo_common::db::is_foreign_key_violation(&e) {
+                    Error::not_found(format!("Image {image_id} not found."))
+                } else {
+                    e.into()
+                }
+            })?;
         tracing::info!(image_id, member_id, "image shared");
         Ok(member)
     }
@@ -159,9 +163,8 @@ impl ImageService {
             return Err(member_not_found(member_id, image_id));
         }
         require_member(caller, "delete_member")?;
-        require_owner(caller, &image, "delete_member").map_err(|_| {
-            not_authorized("delete_member")
-        })?;
+        require_owner(caller, &image, "delete_member")
+            .map_err(|_| not_authorized("delete_member"))?;
         store::members::delete(&self.db, image_id, member_id).await?;
         tracing::info!(image_id, member_id, "image unshared");
         Ok(())

@@ -22,7 +22,9 @@ pub const RESOURCE_TYPES: &[&str] = &[
 ];
 
 fn ns_not_found(name: &str) -> Error {
-    Error::not_found(format!("Metadata definition namespace={name} was not found."))
+    Error::not_found(format!(
+        "Metadata definition namespace={name} was not found."
+    ))
 }
 
 fn require_admin(caller: &Caller, action: &str) -> Result<()> {
@@ -60,7 +62,9 @@ fn required_name(body: &Map<String, Value>, key: &str) -> Result<String> {
 fn object(body: Value) -> Result<Map<String, Value>> {
     match body {
         Value::Object(map) => Ok(map),
-        _ => Err(Error::bad_request("The request body must be a JSON object.")),
+        _ => Err(Error::bad_request(
+            "The request body must be a JSON object.",
+        )),
     }
 }
 
@@ -80,8 +84,14 @@ pub fn namespace_view(ns: &NamespaceRow, full: bool) -> Value {
     view.insert("visibility".into(), json!(ns.visibility));
     view.insert("protected".into(), json!(ns.protected));
     view.insert("owner".into(), json!(ns.owner));
-    view.insert("created_at".into(), json!(crate::types::wire_time(&ns.created_at)));
-    view.insert("updated_at".into(), json!(crate::types::wire_time(&ns.updated_at)));
+    view.insert(
+        "created_at".into(),
+        json!(crate::types::wire_time(&ns.created_at)),
+    );
+    view.insert(
+        "updated_at".into(),
+        json!(crate::types::wire_time(&ns.updated_at)),
+    );
     view.insert("schema".into(), json!("/v2/schemas/metadefs/namespace"));
     view.insert(
         "self".into(),
@@ -118,7 +128,10 @@ pub fn namespace_view(ns: &NamespaceRow, full: bool) -> Value {
 
 pub fn object_view(namespace: &str, object: &Value) -> Value {
     let mut view = object.clone();
-    let name = object.get("name").and_then(Value::as_str).unwrap_or_default();
+    let name = object
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     view["schema"] = json!("/v2/schemas/metadefs/object");
     view["self"] = json!(format!(
         "/v2/metadefs/namespaces/{namespace}/objects/{name}"
@@ -181,7 +194,10 @@ impl ImageService {
         params: &[(String, String)],
     ) -> Result<Vec<NamespaceRow>> {
         require_reader(caller)?;
-        let visibility = params.iter().find(|(k, _)| k == "visibility").map(|(_, v)| v);
+        let visibility = params
+            .iter()
+            .find(|(k, _)| k == "visibility")
+            .map(|(_, v)| v);
         let resource_types: Vec<&str> = params
             .iter()
             .filter(|(k, _)| k == "resource_types")
@@ -214,7 +230,10 @@ impl ImageService {
         let mut body = object(body)?;
         let namespace = required_name(&body, "namespace")?;
         let visibility = check_visibility(field_str(&body, "visibility")?)?;
-        let protected = body.get("protected").and_then(Value::as_bool).unwrap_or(false);
+        let protected = body
+            .get("protected")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let owner = field_str(&body, "owner")?.or_else(|| caller.project_id().map(str::to_string));
         let mut doc = Map::new();
         for key in ["display_name", "description"] {
@@ -310,7 +329,9 @@ impl ImageService {
                 return Ok((updated, out));
             }
         }
-        Err(Error::conflict("The namespace changed concurrently; try again."))
+        Err(Error::conflict(
+            "The namespace changed concurrently; try again.",
+        ))
     }
 
     pub async fn update_namespace(
@@ -462,7 +483,12 @@ impl ImageService {
 
     // --------------------------------------------------------------- properties
 
-    pub async fn create_md_property(&self, caller: &Caller, ns: &str, body: Value) -> Result<Value> {
+    pub async fn create_md_property(
+        &self,
+        caller: &Caller,
+        ns: &str,
+        body: Value,
+    ) -> Result<Value> {
         let body = object(body)?;
         let name = required_name(&body, "name")?;
         if body.get("title").is_none() || body.get("type").is_none() {
@@ -485,7 +511,11 @@ impl ImageService {
         Ok(value)
     }
 
-    pub async fn list_md_properties(&self, caller: &Caller, ns: &str) -> Result<Map<String, Value>> {
+    pub async fn list_md_properties(
+        &self,
+        caller: &Caller,
+        ns: &str,
+    ) -> Result<Map<String, Value>> {
         let row = self.get_namespace(caller, ns).await?;
         Ok(row
             .doc
@@ -568,16 +598,25 @@ impl ImageService {
     }
 
     /// `POST /tags`: replaces every tag of the namespace.
-    pub async fn create_md_tags(&self, caller: &Caller, ns: &str, body: Value) -> Result<Vec<Value>> {
+    pub async fn create_md_tags(
+        &self,
+        caller: &Caller,
+        ns: &str,
+        body: Value,
+    ) -> Result<Vec<Value>> {
         let body = object(body)?;
         let Some(Value::Array(items)) = body.get("tags") else {
-            return Err(Error::bad_request("Invalid input: 'tags' is a required property"));
+            return Err(Error::bad_request(
+                "Invalid input: 'tags' is a required property",
+            ));
         };
         let stamp = now();
         let mut tags: Vec<Value> = Vec::new();
         for item in items {
             let Some(name) = item.get("name").and_then(Value::as_str) else {
-                return Err(Error::bad_request("Invalid input: every tag needs a 'name'"));
+                return Err(Error::bad_request(
+                    "Invalid input: every tag needs a 'name'",
+                ));
             };
             if tags.iter().any(|t| t["name"] == name) {
                 return Err(Error::conflict(format!(

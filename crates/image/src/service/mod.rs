@@ -88,7 +88,10 @@ impl ImageService {
         db.migrate("image", store::MIGRATIONS).await?;
         let reset = store::images::reset_interrupted_uploads(&db).await?;
         if reset > 0 {
-            tracing::warn!(images = reset, "uploads interrupted by a restart are queued again");
+            tracing::warn!(
+                images = reset,
+                "uploads interrupted by a restart are queued again"
+            );
         }
         Ok(Arc::new(ImageService {
             db,
@@ -149,7 +152,9 @@ pub(crate) fn image_not_found(id: &str) -> Error {
 
 /// Glance's policy refusal.
 pub(crate) fn not_authorized(action: &str) -> Error {
-    Error::forbidden(format!("You are not authorized to complete {action} action."))
+    Error::forbidden(format!(
+        "You are not authorized to complete {action} action."
+    ))
 }
 
 /// Reading needs the reader role (member and admin imply it).

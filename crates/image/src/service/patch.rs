@@ -83,7 +83,11 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Vec<Change>> {
         };
         let (op, pointer) = if draft4 {
             let mut found = None;
-            for (name, op) in [("add", Op::Add), ("remove", Op::Remove), ("replace", Op::Replace)] {
+            for (name, op) in [
+                ("add", Op::Add),
+                ("remove", Op::Remove),
+                ("replace", Op::Replace),
+            ] {
                 if raw.contains_key(name) {
                     if found.is_some() {
                         return Err(Error::bad_request(
@@ -118,7 +122,9 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Vec<Change>> {
                 }
             };
             let Some(path) = raw.get("path") else {
-                return Err(Error::bad_request("Unable to find 'path' in JSON Schema change"));
+                return Err(Error::bad_request(
+                    "Unable to find 'path' in JSON Schema change",
+                ));
             };
             (op, Some(path.clone()))
         };
@@ -135,7 +141,9 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Vec<Change>> {
                 _ => "replace",
             };
             Some(raw.get("value").cloned().ok_or_else(|| {
-                Error::bad_request(format!("Operation \"{name}\" requires a member named \"value\"."))
+                Error::bad_request(format!(
+                    "Operation \"{name}\" requires a member named \"value\"."
+                ))
             })?)
         };
         let change = Change {
@@ -174,7 +182,12 @@ fn decode_pointer(pointer: &str) -> Result<Vec<String>> {
     }
     Ok(rest
         .split('/')
-        .map(|part| part.replace("~1", "/").replace("~0", "~").trim().to_string())
+        .map(|part| {
+            part.replace("~1", "/")
+                .replace("~0", "~")
+                .trim()
+                .to_string()
+        })
         .collect())
 }
 
@@ -199,7 +212,9 @@ fn check_depth(op: Op, path: &[String]) -> Result<()> {
 fn check_change(change: &Change) -> Result<()> {
     let root = change.root();
     if validate::READ_ONLY.contains(&root) {
-        return Err(Error::forbidden(format!("Attribute '{root}' is read-only.")));
+        return Err(Error::forbidden(format!(
+            "Attribute '{root}' is read-only."
+        )));
     }
     if validate::is_reserved(root) {
         return Err(Error::forbidden(format!("Attribute '{root}' is reserved.")));
@@ -238,17 +253,60 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let status = |ct: Option<&str>, body: &str| parse(ct, body.as_bytes()).unwrap_err().status.as_u16();
+        let status =
+            |ct: Option<&str>, body: &str| parse(ct, body.as_bytes()).unwrap_err().status.as_u16();
         assert_eq!(status(Some("application/json"), "[]"), 415);
         assert_eq!(status(None, "[]"), 415);
         assert_eq!(status(Some(MEDIA_TYPE_V21), "{}"), 400);
-        assert_eq!(status(Some(MEDIA_TYPE_V21), "[{\"op\": \"move\", \"path\": \"/a\"}]"), 400);
-        assert_eq!(status(Some(MEDIA_TYPE_V21), "[{\"op\": \"add\", \"path\": \"/a\"}]"), 400);
-        assert_eq!(status(Some(MEDIA_TYPE_V21), "[{\"op\": \"add\", \"path\": \"a\", \"value\": \"x\"}]"), 400);
-        assert_eq!(status(Some(MEDIA_TYPE_V21), "[{\"op\": \"add\", \"path\": \"/a/b\", \"value\": \"x\"}]"), 400);
-        assert_eq!(status(Some(MEDIA_TYPE_V21), "[{\"op\": \"replace\", \"path\": \"/status\", \"value\": \"active\"}]"), 403);
-        assert_eq!(status(Some(MEDIA_TYPE_V20), "[{\"add\": \"/os_glance_foo\", \"value\": \"bar\"}]"), 403);
-        assert_eq!(status(Some(MEDIA_TYPE_V20), "[{\"add\": \"/min_ram\", \"value\": \"x\"}]"), 400);
+        assert_eq!(
+            status(
+                Some(MEDIA_TYPE_V21),
+                "[{\"op\": \"move\", \"path\": \"/a\"}]"
+            ),
+            400
+        );
+        assert_eq!(
+            status(
+                Some(MEDIA_TYPE_V21),
+                "[{\"op\": \"add\", \"path\": \"/a\"}]"
+            ),
+            400
+        );
+        assert_eq!(
+            status(
+                Some(MEDIA_TYPE_V21),
+                "[{\"op\": \"add\", \"path\": \"a\", \"value\": \"x\"}]"
+            ),
+            400
+        );
+        assert_eq!(
+            status(
+                Some(MEDIA_TYPE_V21),
+                "[{\"op\": \"add\", \"path\": \"/a/b\", \"value\": \"x\"}]"
+            ),
+            400
+        );
+        assert_eq!(
+            status(
+                Some(MEDIA_TYPE_V21),
+                "[{\"op\": \"replace\", \"path\": \"/status\", \"value\": \"active\"}]"
+            ),
+            403
+        );
+        assert_eq!(
+            status(
+                Some(MEDIA_TYPE_V20),
+                "[{\"add\": \"/os_glance_foo\", \"value\": \"bar\"}]"
+            ),
+            403
+        );
+        assert_eq!(
+            status(
+                Some(MEDIA_TYPE_V20),
+                "[{\"add\": \"/min_ram\", \"value\": \"x\"}]"
+            ),
+            400
+        );
         assert_eq!(status(Some(MEDIA_TYPE_V20), "not json"), 400);
     }
 }

@@ -84,7 +84,9 @@ fn string_or_null(key: &str, value: &Value, max: usize) -> Result<()> {
         Value::Null => Ok(()),
         Value::String(s) if s.chars().count() <= max => Ok(()),
         Value::String(s) => Err(invalid(format!("'{s}' is too long ({key})"))),
-        other => Err(invalid(format!("{other} is not of type 'null', 'string' ({key})"))),
+        other => Err(invalid(format!(
+            "{other} is not of type 'null', 'string' ({key})"
+        ))),
     }
 }
 
@@ -116,7 +118,12 @@ pub fn check_value(key: &str, value: &Value) -> Result<()> {
             ))),
         },
         "name" | "owner" => string_or_null(key, value, 255),
-        "visibility" => one_of(key, value, &["community", "public", "private", "shared"], false),
+        "visibility" => one_of(
+            key,
+            value,
+            &["community", "public", "private", "shared"],
+            false,
+        ),
         "status" => one_of(
             key,
             value,
@@ -170,7 +177,9 @@ pub fn check_value(key: &str, value: &Value) -> Result<()> {
         "tags" => check_tags(value).map(|_| ()),
         "locations" => match value {
             Value::Array(_) => Ok(()),
-            other => Err(invalid(format!("{other} is not of type 'array' (locations)"))),
+            other => Err(invalid(format!(
+                "{other} is not of type 'array' (locations)"
+            ))),
         },
         "kernel_id" | "ramdisk_id" => match value {
             Value::Null => Ok(()),

@@ -220,10 +220,12 @@ pub async fn set_hashes(db: &Db, id: &str, checksum: &str, algo: &str, value: &s
 
 /// Deletes the row; returns it as it was (None when already gone).
 pub async fn delete(db: &Db, id: &str) -> Result<Option<ImageRow>> {
-    let row = sqlx::query(&format!("DELETE FROM images WHERE id = ? RETURNING {COLUMNS}"))
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?;
+    let row = sqlx::query(&format!(
+        "DELETE FROM images WHERE id = ? RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -248,11 +250,9 @@ pub async fn list(db: &Db, scope: &ListScope) -> Result<Vec<ImageRow>> {
     let rows = match scope {
         ListScope::All => sqlx::query(&base).fetch_all(db.pool()).await?,
         ListScope::PublicOnly => {
-            sqlx::query(&format!(
-                "{base} AND visibility IN ('public', 'community')"
-            ))
-            .fetch_all(db.pool())
-            .await?
+            sqlx::query(&format!("{base} AND visibility IN ('public', 'community')"))
+                .fetch_all(db.pool())
+                .await?
         }
         ListScope::Project {
             project_id,
@@ -310,10 +310,10 @@ pub async fn reset_interrupted_uploads(db: &Db) -> Result<u64> {
 
 /// Uploads in progress for a project.
 pub async fn uploading(db: &Db, owner: &str) -> Result<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM images WHERE owner = ? AND status = 'saving'",
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM images WHERE owner = ? AND status = 'saving'")
+            .bind(owner)
+            .fetch_one(db.pool())
+            .await?,
     )
-    .bind(owner)
-    .fetch_one(db.pool())
-    .await?)
 }
