@@ -40,6 +40,11 @@ start_cloud() {
   data=$log_dir/cloud
   rm -rf "$data"
   port=${NUBO_TEST_PORT:-18080}
+  # Security compliance on, as Tempest's defaults expect it (tempest-conf.sh reads these too).
+  export NUBO_LOCKOUT_FAILURE_ATTEMPTS=2 NUBO_LOCKOUT_DURATION=5 NUBO_UNIQUE_LAST_PASSWORD_COUNT=2
+  NUBO_IDENTITY__LOCKOUT_FAILURE_ATTEMPTS=$NUBO_LOCKOUT_FAILURE_ATTEMPTS \
+  NUBO_IDENTITY__LOCKOUT_DURATION=$NUBO_LOCKOUT_DURATION \
+  NUBO_IDENTITY__UNIQUE_LAST_PASSWORD_COUNT=$NUBO_UNIQUE_LAST_PASSWORD_COUNT \
   target/debug/nubo up --data-dir "$data" --listen "127.0.0.1:$port" > "$log_dir/nubo-up.log" 2>&1 &
   cloud_pid=$!
   for _ in $(seq 1 100); do

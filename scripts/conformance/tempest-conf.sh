@@ -95,14 +95,20 @@ uri_v3 = $auth_url/v3
 auth_version = v3
 region = $region
 v3_endpoint_type = public
+$(if [ -n "${NUBO_LOCKOUT_FAILURE_ATTEMPTS:-}" ]; then
+  # The cloud runs with security compliance on (scripts/test.sh sets these): say how.
+  echo "user_lockout_failure_attempts = $NUBO_LOCKOUT_FAILURE_ATTEMPTS"
+  echo "user_lockout_duration = ${NUBO_LOCKOUT_DURATION:-5}"
+  echo "user_unique_last_password_count = ${NUBO_UNIQUE_LAST_PASSWORD_COUNT:-2}"
+  echo "user_minimum_password_age = 0"
+fi)
 [identity-feature-enabled]
 api_v2 = false
-# Not offered yet: trusts (OS-TRUST), federation, password security
-# compliance rules.
+# Not offered yet: trusts (OS-TRUST), federation.
 trust = false
+security_compliance = $([ -n "${NUBO_LOCKOUT_FAILURE_ATTEMPTS:-}" ] && echo true || echo false)
 api_extensions = OS-INHERIT,OS-OAUTH1,OS-EP-FILTER,OS-EC2
 access_rules = true
-security_compliance = false
 [service_available]
 nova = true
 glance = true

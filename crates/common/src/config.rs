@@ -15,6 +15,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub image: ImageConfig,
     pub network: NetworkConfig,
+    pub compute: ComputeConfig,
+    pub agent: AgentConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +56,21 @@ pub struct IdentityConfig {
     pub admin_password: String,
     /// How long a node may serve cached role data written by another API node (seconds).
     pub cache_ttl: u64,
+    /// Security compliance (Keystone's `[security_compliance]`, PCI-DSS): failed password
+    /// logins before an account is locked; 0 disables locking.
+    pub lockout_failure_attempts: u32,
+    /// How long a locked account stays locked, seconds.
+    pub lockout_duration: u64,
+    /// A user changing their own password may not reuse any of their last N passwords; 0 disables.
+    pub unique_last_password_count: u32,
+    /// Days a password must be kept before its user may change it again; 0 disables.
+    pub minimum_password_age: u32,
+    /// Days after which a password expires; 0 means never.
+    pub password_expires_days: u32,
+    /// A regular expression every new password must match; empty means any password.
+    pub password_regex: String,
+    /// What `password_regex` requires, in words, for the error message.
+    pub password_regex_description: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,6 +163,101 @@ impl Default for NetworkConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComputeConfig {
+    /// Virtual CPUs, RAM and disk the scheduler may hand out per physical one (Nova's
+    /// `cpu_allocation_ratio`, `ram_allocation_ratio`, `disk_allocation_ratio`).
+    pub cpu_allocation_ratio: f64,
+    pub ram_allocation_ratio: f64,
+    pub disk_allocation_ratio: f64,
+    /// `spread` (the least loaded host first, Nova's default) or `pack` (the most loaded first).
+    pub weigher: String,
+    /// Hosts a server's spawn is tried on before it goes to ERROR.
+    pub max_build_attempts: u32,
+    /// Seconds without a heartbeat after which a host counts as down (Nova's `service_down_time`).
+    pub service_down_time: u64,
+    /// Seconds between agent heartbeats.
+    pub heartbeat_interval: u64,
+    /// Seconds a spawn may take on a host before it is retried elsewhere.
+    pub build_timeout: u64,
+    /// The availability zone of hosts that name none.
+    pub default_availability_zone: String,
+    /// Default quotas per project (-1: unlimited); admins override them per project.
+    pub quota_instances: i64,
+    pub quota_cores: i64,
+    pub quota_ram: i64,
+    pub quota_key_pairs: i64,
+    pub quota_metadata_items: i64,
+    pub quota_server_groups: i64,
+    pub quota_server_group_members: i64,
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        ComputeConfig {
+            cpu_allocation_ratio: 16.0,
+            ram_allocation_ratio: 1.5,
+            disk_allocation_ratio: 1.0,
+            weigher: "spread".into(),
+            max_build_attempts: 3,
+            service_down_time: 60,
+            heartbeat_interval: 10,
+            build_timeout: 300,
+            default_availability_zone: "nova".into(),
+            quota_instances: 10,
+            quota_cores: 20,
+            quota_ram: 51200,
+            quota_key_pairs: 100,
+            quota_metadata_items: 128,
+            quota_server_groups: 10,
+            quota_server_group_members: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The host's name in the cloud; empty means the machine's hostname.
+    pub host: String,
+    /// The API the agent talks to; empty means the cloud's public URL.
+    pub api_url: String,
+    /// The file holding the agent secret; empty means `<data_dir>/agent-secret`.
+    pub secret_file: PathBuf,
+    /// `qemu` or `fake`.
+    pub driver: String,
+    /// Where the agent keeps VM runtime dirs and config drives; empty means `<data_dir>/agent`.
+    pub state_dir: PathBuf,
+    /// The block store VM disks live in; empty means `<data_dir>/blockstore`.
+    pub blockstore_dir: PathBuf,
+    /// `auto` (KVM when usable, else TCG), `kvm` or `tcg`.
+    pub accel: String,
+    /// The underlay address the host registers; empty means 127.0.0.1.
+    pub host_ip: String,
+    /// The availability zone the host registers in; empty means the cloud's default.
+    pub availability_zone: String,
+    /// Whether `nubo up` runs an agent inside its own process.
+    pub in_process: bool,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            host: String::new(),
+            api_url: String::new(),
+            secret_file: PathBuf::new(),
+            driver: "qemu".into(),
+            state_dir: PathBuf::new(),
+            blockstore_dir: PathBuf::new(),
+            accel: "auto".into(),
+            host_ip: String::new(),
+            availability_zone: String::new(),
+            in_process: true,
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -175,6 +287,13 @@ impl Default for IdentityConfig {
             password_hash_cost: 12,
             admin_password: String::new(),
             cache_ttl: 5,
+            lockout_failure_attempts: 0,
+            lockout_duration: 1800,
+            unique_last_password_count: 0,
+            minimum_password_age: 0,
+            password_expires_days: 0,
+            password_regex: String::new(),
+            password_regex_description: String::new(),
         }
     }
 }

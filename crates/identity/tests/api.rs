@@ -20,9 +20,11 @@ struct Cloud {
 }
 
 async fn cloud_with(db: Db, keys: KeyRing) -> Cloud {
-    let service = IdentityService::new(db, IdentitySettings::for_tests(), keys)
-        .await
-        .unwrap();
+    cloud_with_settings(db, keys, IdentitySettings::for_tests()).await
+}
+
+async fn cloud_with_settings(db: Db, keys: KeyRing, settings: IdentitySettings) -> Cloud {
+    let service = IdentityService::new(db, settings, keys).await.unwrap();
     service
         .bootstrap("admin-secret", "RegionOne")
         .await
@@ -239,6 +241,7 @@ const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/v3"),
     ("GET", "/v3/"),
     ("POST", "/v3/auth/tokens"),
+    ("POST", "/v3/users/{id}/password"),
 ];
 
 /// `{param}` -> `x`.
@@ -1055,5 +1058,154 @@ async fn a_restart_keeps_everything() {
         users.body["users"].as_array().unwrap().len(),
         1,
         "bootstrap does not duplicate on restart"
+    );
+}
+
+#[tokio::test]
+async fn security_compliance_rules_apply_when_configured() {
+    let mut settings = IdentitySettings::for_tests();
+    let config = nubo_common::config::IdentityConfig {
+        lockout_failure_attempts: 2,
+        lockout_duration: 1,
+        unique_last_password_count: 2,
+        password_regex: "^.{6,}$".into(),
+        password_regex_description: "at least 6 characters".into(),
+        ..Default::default()
+    };
+    settings.password_rules =
+        nubo_identity::service::compliance::PasswordRules::from_config(&config).unwrap();
+    let cloud = cloud_with_settings(Db::in_memory().await, KeyRing::ephemeral(), settings).await;
+    let admin = cloud.admin_token().await;
+
+    // The format rule applies to creation, and a refused creation leaves no user behind.
+    let reply = cloud
+        .json(
+            Method::POST,
+            "/v3/users",
+            &admin,
+            json!({"user": {"name": "erin", "password": "abc"}}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("at least 6 characters"));
+    let reply = cloud
+        .call(Method::GET, "/v3/users?name=erin", Some(&admin), None)
+        .await;
+    assert_eq!(reply.body["users"].as_array().unwrap().len(), 0);
+
+    let project = cloud
+        .json(
+            Method::POST,
+            "/v3/projects",
+            &admin,
+            json!({"project": {"name": "p1"}}),
+        )
+        .await;
+    let project_id = project.body["project"]["id"].as_str().unwrap().to_string();
+    let user = cloud
+        .json(
+            Method::POST,
+            "/v3/users",
+            &admin,
+            json!({"user": {"name": "alice", "password": "secret1"}}),
+        )
+        .await;
+    let user_id = user.body["user"]["id"].as_str().unwrap().to_string();
+    let member = cloud.role_id(&admin, "member").await;
+    cloud
+        .call(
+            Method::PUT,
+            &format!("/v3/projects/{project_id}/users/{user_id}/roles/{member}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+
+    // Lockout: two failures lock the account, even against the right password, for a second.
+    assert_eq!(
+        cloud.login("alice", "wrong", "p1").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        cloud.login("alice", "wrong", "p1").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let locked = cloud.login("alice", "secret1", "p1").await;
+    assert_eq!(locked.status, StatusCode::UNAUTHORIZED);
+    assert!(locked.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("locked"));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        cloud.login("alice", "secret1", "p1").await.status,
+        StatusCode::CREATED
+    );
+
+    // History: a user may not reuse either of their last two passwords.
+    let change = |original: &str, new: &str| {
+        json!({"user": {"original_password": original, "password": new}}).to_string()
+    };
+    let path = format!("/v3/users/{user_id}/password");
+    let reply = cloud
+        .call(
+            Method::POST,
+            &path,
+            None,
+            Some(&change("secret1", "secret2")),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let reply = cloud
+        .call(
+            Method::POST,
+            &path,
+            None,
+            Some(&change("secret2", "secret1")),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::BAD_REQUEST,
+        "the previous password"
+    );
+    let reply = cloud
+        .call(
+            Method::POST,
+            &path,
+            None,
+            Some(&change("secret2", "secret2")),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::BAD_REQUEST,
+        "the current password"
+    );
+    let reply = cloud
+        .call(
+            Method::POST,
+            &path,
+            None,
+            Some(&change("secret2", "secret3")),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    // An admin reset is not held to the history.
+    let reply = cloud
+        .json(
+            Method::PATCH,
+            &format!("/v3/users/{user_id}"),
+            &admin,
+            json!({"user": {"password": "secret3"}}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        cloud.login("alice", "secret3", "p1").await.status,
+        StatusCode::CREATED
     );
 }

@@ -48,6 +48,7 @@ pub fn router(service: Arc<IdentityService>) -> Router {
         .route("/v3", get(version))
         .route("/v3/", get(version))
         .merge(auth::public_routes())
+        .merge(users::public_routes())
         .merge(authenticated)
         .fallback(not_found)
         .with_state(service)

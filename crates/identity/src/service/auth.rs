@@ -511,11 +511,18 @@ impl IdentityService {
             .and_then(Value::as_str)
             .ok_or_else(|| Error::bad_request("Expecting to find password in user."))?;
         let user = self.find_auth_user(user_ref).await?;
+        if let Some(user) = &user {
+            self.check_not_locked(user).await?;
+        }
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         let verified = match &stored {
             Some(hash) => password::verify(password, hash).await,
             None => self.burn_a_verification(password).await,
         };
+        if let Some(user) = &user {
+            self.after_password_check(user, verified && stored.is_some())
+                .await?;
+        }
         let user = match user {
             Some(user) if verified && stored.is_some() => user,
             _ => return Err(unauthorized()),

@@ -10,6 +10,7 @@ pub mod app_creds;
 pub mod assignments;
 pub mod auth;
 pub mod catalog;
+pub mod compliance;
 pub mod consumers;
 pub mod credentials;
 pub mod domain_configs;
@@ -41,18 +42,22 @@ pub struct IdentitySettings {
     pub max_active_keys: usize,
     /// Base URL of the whole API (`http://host:port`), for links.
     pub public_url: String,
+    /// Security compliance rules (all off by default).
+    pub password_rules: compliance::PasswordRules,
 }
 
 impl IdentitySettings {
-    pub fn from_config(config: &IdentityConfig, public_url: &str) -> IdentitySettings {
-        IdentitySettings {
+    /// Reads the settings; fails on an invalid `password_regex`.
+    pub fn from_config(config: &IdentityConfig, public_url: &str) -> Result<IdentitySettings> {
+        Ok(IdentitySettings {
             token_expiration: Duration::from_secs(config.token_expiration.max(1)),
             allow_expired_window: Duration::from_secs(config.allow_expired_window),
             password_hash_cost: config.password_hash_cost,
             cache_ttl: Duration::from_secs(config.cache_ttl),
             max_active_keys: config.max_active_keys,
             public_url: public_url.trim_end_matches('/').to_string(),
-        }
+            password_rules: compliance::PasswordRules::from_config(config)?,
+        })
     }
 
     /// Settings for tests: cheap hashing, short-lived nothing.
@@ -64,6 +69,7 @@ impl IdentitySettings {
             cache_ttl: Duration::from_secs(5),
             max_active_keys: 3,
             public_url: "http://localhost".into(),
+            password_rules: compliance::PasswordRules::default(),
         }
     }
 }

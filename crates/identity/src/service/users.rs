@@ -12,17 +12,6 @@ use crate::store;
 use crate::store::revocations::RevocationRow;
 use crate::store::users::UserRow;
 
-const MAX_PASSWORD: usize = 4096;
-
-fn check_password(password: &str) -> Result<()> {
-    if password.len() > MAX_PASSWORD {
-        return Err(Error::bad_request(
-            "Invalid input for field 'password': too long.",
-        ));
-    }
-    Ok(())
-}
-
 impl IdentityService {
     pub async fn create_user(&self, caller: &Caller, body: Value) -> Result<UserRow> {
         policy::require_admin(caller, "create_user")?;
@@ -46,13 +35,10 @@ impl IdentityService {
                 ));
             }
         }
-        let password_hash = match body.string("password")? {
-            Some(password) => {
-                check_password(&password)?;
-                Some(password::hash(&password, self.settings.password_hash_cost).await?)
-            }
-            None => None,
-        };
+        let password = body.string("password")?;
+        if let Some(password) = &password {
+            self.check_password_format(password)?;
+        }
         let options = match body.take("options") {
             None | Some(Value::Null) => Default::default(),
             Some(Value::Object(map)) => map,
@@ -62,23 +48,37 @@ impl IdentityService {
                 ))
             }
         };
-        let now = nubo_common::time::now_rfc3339();
-        let user = UserRow {
+        let mut user = UserRow {
             id: nubo_common::ids::new_hex_id(),
             name: name.clone(),
             domain_id,
             enabled: body.bool("enabled")?.unwrap_or(true),
             default_project_id,
-            password_created_at: password_hash.as_ref().map(|_| now.clone()),
-            password_hash,
+            password_created_at: None,
+            password_hash: None,
             password_expires_at: None,
             options,
-            created_at: now,
+            created_at: nubo_common::time::now_rfc3339(),
             extra: body.into_extra(),
         };
         store::users::insert(&self.db, &user)
             .await
             .map_err(|e| conflict_or(e, "user", &name))?;
+        if let Some(password) = password {
+            // The password history refers to the user: set it once the user exists, and undo
+            // the insert if that fails.
+            let set = self.set_password(&mut user, &password, false).await;
+            let stored = match set {
+                Ok(()) => store::users::update(&self.db, &user)
+                    .await
+                    .map_err(Error::from),
+                Err(err) => Err(err),
+            };
+            if let Err(err) = stored {
+                store::users::delete(&self.db, &user.id).await?;
+                return Err(err);
+            }
+        }
         self.changed();
         Ok(user)
     }
@@ -129,14 +129,13 @@ impl IdentityService {
         }
         let mut password_changed = false;
         if let Some(password) = body.nullable_string("password")? {
-            user.password_hash = match password {
-                Some(password) => {
-                    check_password(&password)?;
-                    Some(password::hash(&password, self.settings.password_hash_cost).await?)
+            match password {
+                Some(password) => self.set_password(&mut user, &password, false).await?,
+                None => {
+                    user.password_hash = None;
+                    user.password_expires_at = None;
                 }
-                None => None,
-            };
-            user.password_created_at = Some(nubo_common::time::now_rfc3339());
+            }
             password_changed = true;
         }
         if let Some(options) = body.take("options") {
@@ -178,7 +177,7 @@ impl IdentityService {
 
     /// `POST /v3/users/{id}/password`: whoever knows the original password may set a new one
     /// (Keystone leaves this call unenforced by policy: the original password is the proof).
-    pub async fn change_password(&self, _caller: &Caller, id: &str, body: Value) -> Result<()> {
+    pub async fn change_password(&self, id: &str, body: Value) -> Result<()> {
         let mut body = Body::new(body, "user")?;
         let original = body.string("original_password")?.ok_or_else(|| {
             Error::bad_request("Invalid input for field 'original_password': required.")
@@ -186,19 +185,20 @@ impl IdentityService {
         let new = body
             .string("password")?
             .ok_or_else(|| Error::bad_request("Invalid input for field 'password': required."))?;
-        check_password(&new)?;
+        self.check_password_format(&new)?;
         let mut user = self.user_row(id).await?;
+        self.check_not_locked(&user).await?;
         let matches = match &user.password_hash {
             Some(hash) => password::verify(&original, hash).await,
             None => false,
         };
         if !matches {
+            self.after_password_check(&user, false).await?;
             return Err(Error::unauthorized(
                 "The request you have made requires authentication.",
             ));
         }
-        user.password_hash = Some(password::hash(&new, self.settings.password_hash_cost).await?);
-        user.password_created_at = Some(nubo_common::time::now_rfc3339());
+        self.set_password(&mut user, &new, true).await?;
         store::users::update(&self.db, &user).await?;
         self.revoke(RevocationRow {
             user_id: Some(id.to_string()),
@@ -222,12 +222,10 @@ impl IdentityService {
         Ok(())
     }
 
-    /// Sets a user's password directly (bootstrap and tests).
+    /// Sets a user's password directly, as an admin reset does (bootstrap and tests).
     pub async fn set_password_unchecked(&self, id: &str, new_password: &str) -> Result<()> {
         let mut user = self.user_row(id).await?;
-        user.password_hash =
-            Some(password::hash(new_password, self.settings.password_hash_cost).await?);
-        user.password_created_at = Some(nubo_common::time::now_rfc3339());
+        self.set_password(&mut user, new_password, false).await?;
         store::users::update(&self.db, &user).await?;
         self.changed();
         Ok(())

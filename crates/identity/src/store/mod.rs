@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "extensions",
         sql: include_str!("../../migrations/0002_extensions.sql"),
     },
+    Migration {
+        version: 3,
+        name: "security compliance",
+        sql: include_str!("../../migrations/0003_security_compliance.sql"),
+    },
 ];
 
 /// The stored spelling of "no domain" (domains themselves, global roles).

@@ -181,3 +181,71 @@ pub async fn touch_last_active(db: &Db, user_id: &str, at: &str) -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// The user's last `count` password hashes, newest first.
+pub async fn password_history(db: &Db, user_id: &str, count: u32) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT password_hash FROM password_history WHERE user_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+    )
+    .bind(user_id)
+    .bind(count as i64)
+    .fetch_all(db.pool())
+    .await?)
+}
+
+/// Records a password hash the user has had, keeping the newest `keep` (at least one).
+pub async fn remember_password(
+    db: &Db,
+    user_id: &str,
+    hash: &str,
+    at: &str,
+    keep: u32,
+) -> Result<()> {
+    let mut tx = db.pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO password_history (user_id, password_hash, created_at) VALUES (?, ?, ?)",
+    )
+    .bind(user_id)
+    .bind(hash)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM password_history WHERE user_id = ?1 AND rowid NOT IN
+         (SELECT rowid FROM password_history WHERE user_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2)",
+    )
+    .bind(user_id)
+    .bind(keep.max(1) as i64)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Failed password logins since the last success: (count, time of the last failure).
+pub async fn failed_logins(db: &Db, user_id: &str) -> Result<(i64, Option<String>)> {
+    Ok(
+        sqlx::query_as("SELECT failed_auth_count, failed_auth_at FROM users WHERE id = ?")
+            .bind(user_id)
+            .fetch_optional(db.pool())
+            .await?
+            .unwrap_or((0, None)),
+    )
+}
+
+pub async fn record_failed_login(db: &Db, user_id: &str, at: &str) -> Result<()> {
+    sqlx::query("UPDATE users SET failed_auth_count = failed_auth_count + 1, failed_auth_at = ? WHERE id = ?")
+        .bind(at)
+        .bind(user_id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+pub async fn clear_failed_logins(db: &Db, user_id: &str) -> Result<()> {
+    sqlx::query("UPDATE users SET failed_auth_count = 0, failed_auth_at = NULL WHERE id = ? AND failed_auth_count > 0")
+        .bind(user_id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
