@@ -215,6 +215,8 @@ async fn qemu_tier() {
         .prefix("nubo-hv-")
         .tempdir()
         .unwrap();
+    // If an assertion fails, no QEMU of this test may outlive it on a shared machine.
+    let _reaper = KillOnDrop(work.path().to_string_lossy().into_owned());
 
     // 0. A driver on its own runtime dir spawns a guest that powers itself off once booted (its
     // user-data), and goes away at once: that guest boots and powers off while the lifecycle
@@ -484,6 +486,23 @@ fn runtime_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|stat| !stat.contains(") Z"))
         .unwrap_or(false)
+}
+
+/// Kills every process whose command line mentions the given path (the test's work dir).
+struct KillOnDrop(String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in processes_mentioning(&self.0) {
+            eprintln!("killing leftover QEMU {pid}");
+            // SAFETY: kill and waitpid have no memory effects.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+                let mut status = 0;
+                libc::waitpid(pid as i32, &mut status, 0);
+            }
+        }
+    }
 }
 
 fn uuid_like() -> String {
