@@ -40,14 +40,22 @@ fn served<'a>(d: &DhcpServer, desired: &'a HostNetwork) -> Vec<(&'a Subnet, Cidr
                     Some(Ipv6Mode::Dhcpv6Stateful) | Some(Ipv6Mode::Dhcpv6Stateless)
                 )
         })
-        .filter_map(|s| d.addresses.iter().find(|a| s.cidr.contains(&a.addr)).map(|a| (s, *a)))
+        .filter_map(|s| {
+            d.addresses
+                .iter()
+                .find(|a| s.cidr.contains(&a.addr))
+                .map(|a| (s, *a))
+        })
         .collect()
 }
 
 /// dnsmasq's arguments (after the program name). `dir` holds the files.
 pub fn args(d: &DhcpServer, desired: &HostNetwork, dir: &Path) -> Vec<String> {
     let p = |f: &str| dir.join(f).display().to_string();
-    let mtu = desired.network(&d.network_id).map(|n| n.mtu).unwrap_or(1500);
+    let mtu = desired
+        .network(&d.network_id)
+        .map(|n| n.mtu)
+        .unwrap_or(1500);
     let mut a = vec![
         "--keep-in-foreground".to_string(),
         "--conf-file=/dev/null".into(),
@@ -69,9 +77,19 @@ pub fn args(d: &DhcpServer, desired: &HostNetwork, dir: &Path) -> Vec<String> {
     for (s, _) in served(d, desired) {
         let net = s.cidr.network();
         if s.cidr.is_ipv4() {
-            a.push(format!("--dhcp-range=set:{},{},static,{},86400s", tag(s), net.addr, s.cidr.netmask4()));
+            a.push(format!(
+                "--dhcp-range=set:{},{},static,{},86400s",
+                tag(s),
+                net.addr,
+                s.cidr.netmask4()
+            ));
         } else {
-            a.push(format!("--dhcp-range=set:{},{},static,{},86400s", tag(s), net.addr, s.cidr.prefix));
+            a.push(format!(
+                "--dhcp-range=set:{},{},static,{},86400s",
+                tag(s),
+                net.addr,
+                s.cidr.prefix
+            ));
         }
     }
     a.push(format!("--dhcp-option-force=option:mtu,{mtu}"));
@@ -87,7 +105,8 @@ pub fn files(d: &DhcpServer, desired: &HostNetwork) -> Files {
     let subnets = served(d, desired);
     let stateful = |ip: &IpAddr| {
         subnets.iter().any(|(s, _)| {
-            s.cidr.contains(ip) && (s.cidr.is_ipv4() || s.ipv6_address_mode == Some(Ipv6Mode::Dhcpv6Stateful))
+            s.cidr.contains(ip)
+                && (s.cidr.is_ipv4() || s.ipv6_address_mode == Some(Ipv6Mode::Dhcpv6Stateful))
         })
     };
     let mut hosts = String::new();
@@ -103,7 +122,11 @@ pub fn files(d: &DhcpServer, desired: &HostNetwork) -> Files {
         if !h.extra_options.is_empty() {
             line.push_str(&format!(",set:port{n}"));
             for o in &h.extra_options {
-                let kind = if o.ip_version == 6 { "option6" } else { "option" };
+                let kind = if o.ip_version == 6 {
+                    "option6"
+                } else {
+                    "option"
+                };
                 let name = if o.name.chars().all(|c| c.is_ascii_digit()) {
                     o.name.clone()
                 } else {
@@ -136,7 +159,12 @@ pub fn files(d: &DhcpServer, desired: &HostNetwork) -> Files {
                 Some(gw) => opts.push_str(&format!("tag:{t},option:router,{gw}\n")),
                 None => opts.push_str(&format!("tag:{t},option:router\n")),
             }
-            let dns: Vec<String> = s.dns_nameservers.iter().filter(|d| d.is_ipv4()).map(|d| d.to_string()).collect();
+            let dns: Vec<String> = s
+                .dns_nameservers
+                .iter()
+                .filter(|d| d.is_ipv4())
+                .map(|d| d.to_string())
+                .collect();
             if dns.is_empty() {
                 opts.push_str(&format!("tag:{t},option:dns-server\n"));
             } else {
@@ -218,7 +246,10 @@ mod tests {
             network_id: "n1".into(),
             port_id: "dhcpport".into(),
             mac: "02:00:00:0a:00:02".into(),
-            addresses: vec!["10.1.0.2/24".parse().unwrap(), "fd00:a::2/64".parse().unwrap()],
+            addresses: vec![
+                "10.1.0.2/24".parse().unwrap(),
+                "fd00:a::2/64".parse().unwrap(),
+            ],
             hosts: vec![DhcpHost {
                 mac: "02:00:00:0A:00:11".into(),
                 ips: vec!["10.1.0.11".parse().unwrap(), "fd00:a::11".parse().unwrap()],
@@ -239,17 +270,34 @@ mod tests {
         let (s, d) = desired();
         let a = args(&s, &d, Path::new("/var/lib/x"));
         assert!(a.contains(&"--interface=ns-dhcpport".to_string()), "{a:?}");
-        assert!(a.contains(&"--dhcp-range=set:subnet-s4,10.1.0.0,static,255.255.255.0,86400s".to_string()), "{a:?}");
-        assert!(a.contains(&"--dhcp-range=set:subnet-s6,fd00:a::,static,64,86400s".to_string()), "{a:?}");
-        assert!(a.contains(&"--dhcp-option-force=option:mtu,1450".to_string()), "{a:?}");
-        assert!(a.contains(&"--dhcp-hostsfile=/var/lib/x/hosts".to_string()), "{a:?}");
+        assert!(
+            a.contains(
+                &"--dhcp-range=set:subnet-s4,10.1.0.0,static,255.255.255.0,86400s".to_string()
+            ),
+            "{a:?}"
+        );
+        assert!(
+            a.contains(&"--dhcp-range=set:subnet-s6,fd00:a::,static,64,86400s".to_string()),
+            "{a:?}"
+        );
+        assert!(
+            a.contains(&"--dhcp-option-force=option:mtu,1450".to_string()),
+            "{a:?}"
+        );
+        assert!(
+            a.contains(&"--dhcp-hostsfile=/var/lib/x/hosts".to_string()),
+            "{a:?}"
+        );
     }
 
     #[test]
     fn hosts_and_options() {
         let (s, d) = desired();
         let f = files(&s, &d);
-        assert_eq!(f.hosts, "02:00:00:0a:00:11,set:port0,10.1.0.11,[fd00:a::11],host-10-1-0-11\n");
+        assert_eq!(
+            f.hosts,
+            "02:00:00:0a:00:11,set:port0,10.1.0.11,[fd00:a::11],host-10-1-0-11\n"
+        );
         for want in [
             "tag:port0,option:bootfile-name,pxelinux.0",
             "tag:subnet-s4,option:router,10.1.0.1",
@@ -265,6 +313,8 @@ mod tests {
         d.networks[0].subnets[1].ipv6_address_mode = Some(Ipv6Mode::Slaac);
         let f = files(&s, &d);
         assert!(!f.hosts.contains("fd00"), "{}", f.hosts);
-        assert!(!args(&s, &d, Path::new("/x")).iter().any(|a| a.contains("fd00")));
+        assert!(!args(&s, &d, Path::new("/x"))
+            .iter()
+            .any(|a| a.contains("fd00")));
     }
 }

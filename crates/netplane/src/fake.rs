@@ -32,22 +32,53 @@ struct FakeState {
 }
 
 fn digest(s: &str) -> String {
-    Sha256::digest(s.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Everything the real netplane would make for `d`, as object name -> content digest.
-pub fn inventory(d: &HostNetwork, marks: &BTreeMap<String, u16>, zones: &BTreeMap<String, u16>) -> BTreeMap<String, String> {
+pub fn inventory(
+    d: &HostNetwork,
+    marks: &BTreeMap<String, u16>,
+    zones: &BTreeMap<String, u16>,
+) -> BTreeMap<String, String> {
     let mut inv = BTreeMap::new();
-    let ns = names::Namespaces { prefix: "nubo-".into() };
+    let ns = names::Namespaces {
+        prefix: "nubo-".into(),
+    };
     for n in &d.networks {
-        inv.insert(format!("bridge {}", names::bridge(&n.id)), format!("mtu {}", n.mtu));
+        inv.insert(
+            format!("bridge {}", names::bridge(&n.id)),
+            format!("mtu {}", n.mtu),
+        );
         if let Segment::Vxlan { vni } = n.segment {
-            inv.insert(format!("vxlan {}", names::vxlan(&n.id)), format!("vni {vni} mtu {}", n.mtu));
+            inv.insert(
+                format!("vxlan {}", names::vxlan(&n.id)),
+                format!("vni {vni} mtu {}", n.mtu),
+            );
             for h in &d.remote_hosts {
                 for rn in h.networks.iter().filter(|rn| rn.network_id == n.id) {
-                    inv.insert(format!("fdb {} 00:00:00:00:00:00 {}", names::vxlan(&n.id), h.underlay_ip), String::new());
+                    inv.insert(
+                        format!(
+                            "fdb {} 00:00:00:00:00:00 {}",
+                            names::vxlan(&n.id),
+                            h.underlay_ip
+                        ),
+                        String::new(),
+                    );
                     for m in &rn.macs {
-                        inv.insert(format!("fdb {} {} {}", names::vxlan(&n.id), m.to_ascii_lowercase(), h.underlay_ip), String::new());
+                        inv.insert(
+                            format!(
+                                "fdb {} {} {}",
+                                names::vxlan(&n.id),
+                                m.to_ascii_lowercase(),
+                                h.underlay_ip
+                            ),
+                            String::new(),
+                        );
                     }
                 }
             }
@@ -68,14 +99,23 @@ pub fn inventory(d: &HostNetwork, marks: &BTreeMap<String, u16>, zones: &BTreeMa
         let n = ns.router(&r.id);
         inv.insert(format!("namespace {n}"), String::new());
         let md = (d.metadata.is_some() && !r.interfaces.is_empty()).then_some(9697);
-        inv.insert(format!("{n}: nft inet nubo-router"), digest(&router::nat_table(r, md).render()));
+        inv.insert(
+            format!("{n}: nft inet nubo-router"),
+            digest(&router::nat_table(r, md).render()),
+        );
         for i in &r.interfaces {
-            inv.insert(format!("{n}: {}", names::qr(&i.port_id)), format!("{} {:?}", i.mac, i.addresses));
+            inv.insert(
+                format!("{n}: {}", names::qr(&i.port_id)),
+                format!("{} {:?}", i.mac, i.addresses),
+            );
         }
         if let Some(g) = &r.gateway {
             inv.insert(
                 format!("{n}: {}", names::qg(&g.port_id)),
-                format!("{} {:?} {:?} {:?}", g.mac, g.addresses, g.nexthops, r.floating_ips),
+                format!(
+                    "{} {:?} {:?} {:?}",
+                    g.mac, g.addresses, g.nexthops, r.floating_ips
+                ),
             );
         }
         if !r.routes.is_empty() {
@@ -91,7 +131,10 @@ pub fn inventory(d: &HostNetwork, marks: &BTreeMap<String, u16>, zones: &BTreeMa
     for s in &d.dhcp_servers {
         let n = ns.dhcp(&s.network_id);
         inv.insert(format!("namespace {n}"), String::new());
-        inv.insert(format!("{n}: {}", names::dhcp_port(&s.port_id)), format!("{} {:?}", s.mac, s.addresses));
+        inv.insert(
+            format!("{n}: {}", names::dhcp_port(&s.port_id)),
+            format!("{} {:?}", s.mac, s.addresses),
+        );
         let f = dhcp::files(s, d);
         let args = dhcp::args(s, d, std::path::Path::new("/fake"));
         inv.insert(
@@ -103,7 +146,10 @@ pub fn inventory(d: &HostNetwork, marks: &BTreeMap<String, u16>, zones: &BTreeMa
         }
     }
     if let Some(x) = &d.external {
-        inv.insert(format!("external {}", names::bridge(&x.network_id)), format!("{:?}", x.addresses));
+        inv.insert(
+            format!("external {}", names::bridge(&x.network_id)),
+            format!("{:?}", x.addresses),
+        );
     }
     inv
 }
@@ -159,7 +205,12 @@ impl Netplane for FakeNetplane {
             return Err(Error::Injected("apply".into()));
         }
         let mut s = self.inner.lock();
-        let ports: BTreeSet<String> = desired.ports.iter().filter(|p| p.port_security_enabled).map(|p| p.id.clone()).collect();
+        let ports: BTreeSet<String> = desired
+            .ports
+            .iter()
+            .filter(|p| p.port_security_enabled)
+            .map(|p| p.id.clone())
+            .collect();
         allocate(&mut s.marks, &ports);
         let nets: BTreeSet<String> = desired.ports.iter().map(|p| p.network_id.clone()).collect();
         allocate(&mut s.zones, &nets);
@@ -195,7 +246,11 @@ impl Netplane for FakeNetplane {
                 "namespace" => o.namespaces.push(rest.to_string()),
                 "bridge" | "vxlan" | "tap" => o.links.push(ObservedLink {
                     name: rest.to_string(),
-                    kind: if kind == "tap" { "tun".into() } else { kind.to_string() },
+                    kind: if kind == "tap" {
+                        "tun".into()
+                    } else {
+                        kind.to_string()
+                    },
                     master: None,
                     up: true,
                 }),

@@ -105,13 +105,21 @@ fn links_of(json: &[Value]) -> BTreeMap<String, Link> {
     let mut out = BTreeMap::new();
     for l in json {
         let name = l["ifname"].as_str().unwrap_or_default().to_string();
-        let flags: Vec<&str> = l["flags"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let flags: Vec<&str> = l["flags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         let mut addrs = BTreeSet::new();
         for a in l["addr_info"].as_array().into_iter().flatten() {
             if a["scope"].as_str() == Some("link") || a["scope"].as_str() == Some("host") {
                 continue;
             }
-            if let (Some(ip), Some(p)) = (a["local"].as_str().and_then(|s| s.parse().ok()), a["prefixlen"].as_u64()) {
+            if let (Some(ip), Some(p)) = (
+                a["local"].as_str().and_then(|s| s.parse().ok()),
+                a["prefixlen"].as_u64(),
+            ) {
                 if let Ok(c) = Cidr::new(ip, p as u8) {
                     addrs.insert(c);
                 }
@@ -120,11 +128,17 @@ fn links_of(json: &[Value]) -> BTreeMap<String, Link> {
         out.insert(
             name,
             Link {
-                kind: l["linkinfo"]["info_kind"].as_str().unwrap_or_default().to_string(),
+                kind: l["linkinfo"]["info_kind"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 master: l["master"].as_str().map(str::to_string),
                 mtu: l["mtu"].as_u64().unwrap_or(0) as u32,
                 up: flags.contains(&"UP"),
-                mac: l["address"].as_str().unwrap_or_default().to_ascii_lowercase(),
+                mac: l["address"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase(),
                 data: l["linkinfo"]["info_data"].clone(),
                 addrs,
             },
@@ -136,7 +150,11 @@ fn links_of(json: &[Value]) -> BTreeMap<String, Link> {
 /// Parses a route's `dst` (`default`, `10.0.0.0/24`, `10.0.0.5`).
 fn route_dst(dst: &str, v4: bool) -> Option<Cidr> {
     if dst == "default" {
-        let any: IpAddr = if v4 { "0.0.0.0".parse().ok()? } else { "::".parse().ok()? };
+        let any: IpAddr = if v4 {
+            "0.0.0.0".parse().ok()?
+        } else {
+            "::".parse().ok()?
+        };
         return Cidr::new(any, 0).ok();
     }
     dst.parse().ok()
@@ -203,7 +221,11 @@ impl LinuxNetplane {
 
     /// The blocking apply (what [`Netplane::apply`] runs on a blocking thread). Must run inside
     /// a tokio runtime only for the metadata proxy: `rt` runs its listeners.
-    pub fn apply_blocking(&self, desired: &HostNetwork, rt: &tokio::runtime::Handle) -> Result<Report> {
+    pub fn apply_blocking(
+        &self,
+        desired: &HostNetwork,
+        rt: &tokio::runtime::Handle,
+    ) -> Result<Report> {
         self.inner.apply(desired, rt)
     }
 
@@ -257,7 +279,12 @@ impl Inner {
             report: Report::default(),
             state: State::load(&self.config.state_dir),
         };
-        let ports: BTreeSet<String> = d.ports.iter().filter(|p| p.port_security_enabled).map(|p| p.id.clone()).collect();
+        let ports: BTreeSet<String> = d
+            .ports
+            .iter()
+            .filter(|p| p.port_security_enabled)
+            .map(|p| p.id.clone())
+            .collect();
         allocate(&mut cx.state.marks, &ports);
         let nets: BTreeSet<String> = d.ports.iter().map(|p| p.network_id.clone()).collect();
         allocate(&mut cx.state.zones, &nets);
@@ -311,12 +338,26 @@ impl Inner {
     fn host_nft(&self, cx: &mut Cx, d: &HostNetwork) -> Result<()> {
         let mut tables = sg::tables(d, &cx.state.marks, &cx.state.zones);
         tables.extend(router::ext_table(d));
-        let managed = [("bridge", names::TABLE_SG), ("inet", names::TABLE_SG), ("inet", names::TABLE_EXT)];
+        let managed = [
+            ("bridge", names::TABLE_SG),
+            ("inet", names::TABLE_SG),
+            ("inet", names::TABLE_EXT),
+        ];
         self.nft_converge(cx, Ns::Host, "host|", &tables, &managed)
     }
 
-    fn nft_converge(&self, cx: &mut Cx, ns: Ns, prefix: &str, tables: &[nft::Table], managed: &[(&'static str, &'static str)]) -> Result<()> {
-        let want: BTreeSet<(String, String)> = managed.iter().map(|(f, n)| (f.to_string(), n.to_string())).collect();
+    fn nft_converge(
+        &self,
+        cx: &mut Cx,
+        ns: Ns,
+        prefix: &str,
+        tables: &[nft::Table],
+        managed: &[(&'static str, &'static str)],
+    ) -> Result<()> {
+        let want: BTreeSet<(String, String)> = managed
+            .iter()
+            .map(|(f, n)| (f.to_string(), n.to_string()))
+            .collect();
         let json = self.run.nft_json(ns, &["ruleset"])?;
         let observed = nft::observe(&json, &want);
         let plan = nft::plan(tables, managed, &observed, &cx.state.nft, prefix);
@@ -338,7 +379,9 @@ impl Inner {
                 if !plan.touched.contains(&tk) {
                     continue;
                 }
-                let Some(seen) = after.tables.get(&tk) else { continue };
+                let Some(seen) = after.tables.get(&tk) else {
+                    continue;
+                };
                 for o in &t.objects {
                     let word = match o.kind {
                         nft::Kind::Chain(_) => "chain",
@@ -390,7 +433,14 @@ impl Inner {
         }
     }
 
-    fn network(&self, cx: &mut Cx, d: &HostNetwork, n: &Network, links: &BTreeMap<String, Link>, fdb: &[Value]) -> Result<()> {
+    fn network(
+        &self,
+        cx: &mut Cx,
+        d: &HostNetwork,
+        n: &Network,
+        links: &BTreeMap<String, Link>,
+        fdb: &[Value],
+    ) -> Result<()> {
         let br = names::bridge(&n.id);
         let filtered = !Self::host_bridge(d, n);
         let nf = if filtered { "1" } else { "0" };
@@ -399,7 +449,19 @@ impl Inner {
             None => {
                 self.run.ip(
                     Ns::Host,
-                    &["link", "add", &br, "mtu", &mtu, "type", "bridge", "nf_call_iptables", nf, "nf_call_ip6tables", nf],
+                    &[
+                        "link",
+                        "add",
+                        &br,
+                        "mtu",
+                        &mtu,
+                        "type",
+                        "bridge",
+                        "nf_call_iptables",
+                        nf,
+                        "nf_call_ip6tables",
+                        nf,
+                    ],
                 )?;
                 if filtered {
                     self.disable_ipv6(Ns::Host, &[&br])?;
@@ -408,17 +470,35 @@ impl Inner {
                 cx.change(format!("create bridge {br}"));
             }
             Some(l) if l.kind != "bridge" => {
-                return Err(Error::Invalid(format!("{br} exists and is not a bridge ({})", l.kind)));
+                return Err(Error::Invalid(format!(
+                    "{br} exists and is not a bridge ({})",
+                    l.kind
+                )));
             }
             Some(l) => {
                 let want_nf = filtered as u64;
-                if l.data["nf_call_iptables"].as_u64() != Some(want_nf) || l.data["nf_call_ip6tables"].as_u64() != Some(want_nf) {
-                    self.run
-                        .ip(Ns::Host, &["link", "set", &br, "type", "bridge", "nf_call_iptables", nf, "nf_call_ip6tables", nf])?;
+                if l.data["nf_call_iptables"].as_u64() != Some(want_nf)
+                    || l.data["nf_call_ip6tables"].as_u64() != Some(want_nf)
+                {
+                    self.run.ip(
+                        Ns::Host,
+                        &[
+                            "link",
+                            "set",
+                            &br,
+                            "type",
+                            "bridge",
+                            "nf_call_iptables",
+                            nf,
+                            "nf_call_ip6tables",
+                            nf,
+                        ],
+                    )?;
                     cx.change(format!("set netfilter calls on {br}"));
                 }
                 if l.mtu != n.mtu || !l.up {
-                    self.run.ip(Ns::Host, &["link", "set", &br, "mtu", &mtu, "up"])?;
+                    self.run
+                        .ip(Ns::Host, &["link", "set", &br, "mtu", &mtu, "up"])?;
                     cx.change(format!("set {br} mtu {mtu} up"));
                 }
             }
@@ -426,14 +506,16 @@ impl Inner {
         match &n.segment {
             Segment::Vxlan { vni } => {
                 let vx = names::vxlan(&n.id);
-                let local = self
-                    .config
-                    .local_ip
-                    .ok_or_else(|| Error::Invalid("VXLAN needs Config::local_ip (this host's underlay address)".into()))?;
+                let local = self.config.local_ip.ok_or_else(|| {
+                    Error::Invalid(
+                        "VXLAN needs Config::local_ip (this host's underlay address)".into(),
+                    )
+                })?;
                 let ok = links.get(&vx).is_some_and(|l| {
                     l.kind == "vxlan"
                         && l.data["id"].as_u64() == Some(*vni as u64)
-                        && l.data["local"].as_str().or(l.data["local6"].as_str()) == Some(local.to_string().as_str())
+                        && l.data["local"].as_str().or(l.data["local6"].as_str())
+                            == Some(local.to_string().as_str())
                         && l.data["port"].as_u64() == Some(4789)
                         && l.data["learning"].as_bool() == Some(false)
                 });
@@ -444,7 +526,19 @@ impl Inner {
                     let vni_s = vni.to_string();
                     let local_s = local.to_string();
                     let mut args = vec![
-                        "link", "add", &vx, "mtu", &mtu, "type", "vxlan", "id", &vni_s, "local", &local_s, "dstport", "4789",
+                        "link",
+                        "add",
+                        &vx,
+                        "mtu",
+                        &mtu,
+                        "type",
+                        "vxlan",
+                        "id",
+                        &vni_s,
+                        "local",
+                        &local_s,
+                        "dstport",
+                        "4789",
                         "nolearning",
                     ];
                     if let Some(dev) = &self.config.underlay_interface {
@@ -452,23 +546,33 @@ impl Inner {
                     }
                     self.run.ip(Ns::Host, &args)?;
                     self.disable_ipv6(Ns::Host, &[&vx])?;
-                    self.run.ip(Ns::Host, &["link", "set", &vx, "master", &br, "up"])?;
+                    self.run
+                        .ip(Ns::Host, &["link", "set", &vx, "master", &br, "up"])?;
                     cx.change(format!("create vxlan {vx} (VNI {vni})"));
                 } else {
                     let l = &links[&vx];
                     if l.master.as_deref() != Some(br.as_str()) || !l.up || l.mtu != n.mtu {
-                        self.run.ip(Ns::Host, &["link", "set", &vx, "master", &br, "mtu", &mtu, "up"])?;
+                        self.run.ip(
+                            Ns::Host,
+                            &["link", "set", &vx, "master", &br, "mtu", &mtu, "up"],
+                        )?;
                         cx.change(format!("plug {vx} into {br}"));
                     }
                 }
                 self.fdb(cx, d, n, &vx, fdb)?;
             }
-            Segment::Flat { interface: Some(nic) } => {
-                let l = links
-                    .get(nic)
-                    .ok_or_else(|| Error::Invalid(format!("flat network {}: interface {nic} does not exist", n.id)))?;
+            Segment::Flat {
+                interface: Some(nic),
+            } => {
+                let l = links.get(nic).ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "flat network {}: interface {nic} does not exist",
+                        n.id
+                    ))
+                })?;
                 if l.master.as_deref() != Some(br.as_str()) || !l.up {
-                    self.run.ip(Ns::Host, &["link", "set", nic, "master", &br, "up"])?;
+                    self.run
+                        .ip(Ns::Host, &["link", "set", nic, "master", &br, "up"])?;
                     cx.change(format!("plug {nic} into {br}"));
                 }
             }
@@ -477,7 +581,14 @@ impl Inner {
         Ok(())
     }
 
-    fn fdb(&self, cx: &mut Cx, d: &HostNetwork, n: &Network, vx: &str, fdb: &[Value]) -> Result<()> {
+    fn fdb(
+        &self,
+        cx: &mut Cx,
+        d: &HostNetwork,
+        n: &Network,
+        vx: &str,
+        fdb: &[Value],
+    ) -> Result<()> {
         const ZERO: &str = "00:00:00:00:00:00";
         let mut want: BTreeSet<(String, String)> = BTreeSet::new();
         for h in &d.remote_hosts {
@@ -496,15 +607,22 @@ impl Inner {
         let have: BTreeSet<(String, String)> = fdb
             .iter()
             .filter(|e| e["ifname"].as_str() == Some(vx))
-            .filter_map(|e| Some((e["mac"].as_str()?.to_ascii_lowercase(), e["dst"].as_str()?.to_string())))
+            .filter_map(|e| {
+                Some((
+                    e["mac"].as_str()?.to_ascii_lowercase(),
+                    e["dst"].as_str()?.to_string(),
+                ))
+            })
             .collect();
         for (mac, dst) in have.difference(&want) {
-            self.run.bridge(&["fdb", "del", mac, "dev", vx, "dst", dst])?;
+            self.run
+                .bridge(&["fdb", "del", mac, "dev", vx, "dst", dst])?;
             cx.change(format!("delete fdb {mac} dst {dst} on {vx}"));
         }
         for (mac, dst) in want.difference(&have) {
             let verb = if mac == ZERO { "append" } else { "replace" };
-            self.run.bridge(&["fdb", verb, mac, "dev", vx, "dst", dst, "self", "permanent"])?;
+            self.run
+                .bridge(&["fdb", verb, mac, "dev", vx, "dst", dst, "self", "permanent"])?;
             cx.change(format!("add fdb {mac} dst {dst} on {vx}"));
         }
         Ok(())
@@ -513,15 +631,21 @@ impl Inner {
     /// Step 3: taps.
     fn taps(&self, cx: &mut Cx, d: &HostNetwork, links: &BTreeMap<String, Link>) {
         for p in &d.ports {
-            let Some(n) = d.network(&p.network_id) else { continue };
+            let Some(n) = d.network(&p.network_id) else {
+                continue;
+            };
             let br = names::bridge(&n.id);
             let mtu = n.mtu.to_string();
             let res = (|| -> Result<()> {
                 match links.get(&p.tap) {
                     None => {
-                        self.run.ip(Ns::Host, &["tuntap", "add", "dev", &p.tap, "mode", "tap"])?;
+                        self.run
+                            .ip(Ns::Host, &["tuntap", "add", "dev", &p.tap, "mode", "tap"])?;
                         self.disable_ipv6(Ns::Host, &[&p.tap])?;
-                        self.run.ip(Ns::Host, &["link", "set", &p.tap, "mtu", &mtu, "master", &br, "up"])?;
+                        self.run.ip(
+                            Ns::Host,
+                            &["link", "set", &p.tap, "mtu", &mtu, "master", &br, "up"],
+                        )?;
                         cx.change(format!("create tap {} on {br}", p.tap));
                     }
                     Some(l) => {
@@ -530,7 +654,10 @@ impl Inner {
                                 // Found, not made by us (QEMU's, or a test's veth): no IPv6 on the host side.
                                 self.disable_ipv6(Ns::Host, &[&p.tap])?;
                             }
-                            self.run.ip(Ns::Host, &["link", "set", &p.tap, "mtu", &mtu, "master", &br, "up"])?;
+                            self.run.ip(
+                                Ns::Host,
+                                &["link", "set", &p.tap, "mtu", &mtu, "master", &br, "up"],
+                            )?;
                             cx.change(format!("plug tap {} into {br}", p.tap));
                         }
                     }
@@ -546,7 +673,13 @@ impl Inner {
         }
     }
 
-    fn ensure_namespace(&self, cx: &mut Cx, ns: &str, namespaces: &BTreeSet<String>, sysctls: &[&str]) -> Result<()> {
+    fn ensure_namespace(
+        &self,
+        cx: &mut Cx,
+        ns: &str,
+        namespaces: &BTreeSet<String>,
+        sysctls: &[&str],
+    ) -> Result<()> {
         if namespaces.contains(ns) && Path::new(&format!("/run/netns/{ns}")).exists() {
             return Ok(());
         }
@@ -566,11 +699,20 @@ impl Inner {
     }
 
     /// Veth pairs between a namespace and the host bridges, with addresses.
-    fn ns_ports(&self, cx: &mut Cx, ns: &str, want: &[NsPort], host_links: &BTreeMap<String, Link>, managed_prefixes: &[&str]) -> Result<()> {
+    fn ns_ports(
+        &self,
+        cx: &mut Cx,
+        ns: &str,
+        want: &[NsPort],
+        host_links: &BTreeMap<String, Link>,
+        managed_prefixes: &[&str],
+    ) -> Result<()> {
         let inside = links_of(&self.run.ip_json(Ns::Named(ns), &["-d", "addr", "show"])?);
         // Devices of ours inside that are no longer wanted.
         for name in inside.keys() {
-            if managed_prefixes.iter().any(|p| name.starts_with(p)) && !want.iter().any(|w| &w.inner == name) {
+            if managed_prefixes.iter().any(|p| name.starts_with(p))
+                && !want.iter().any(|w| &w.inner == name)
+            {
                 self.run.ip(Ns::Named(ns), &["link", "del", name])?;
                 cx.change(format!("delete {name} in {ns}"));
             }
@@ -580,7 +722,12 @@ impl Inner {
             let fresh = match inside.get(&w.inner) {
                 Some(l) if l.kind == "veth" => {
                     if l.mac != w.mac || l.mtu != w.mtu || !l.up {
-                        self.run.ip(Ns::Named(ns), &["link", "set", &w.inner, "address", &w.mac, "mtu", &mtu, "up"])?;
+                        self.run.ip(
+                            Ns::Named(ns),
+                            &[
+                                "link", "set", &w.inner, "address", &w.mac, "mtu", &mtu, "up",
+                            ],
+                        )?;
                         cx.change(format!("set {} in {ns}", w.inner));
                     }
                     false
@@ -595,22 +742,34 @@ impl Inner {
                     self.run.ip(
                         Ns::Host,
                         &[
-                            "link", "add", &w.host, "mtu", &mtu, "type", "veth", "peer", "name", &w.inner, "netns", ns, "address", &w.mac, "mtu",
-                            &mtu,
+                            "link", "add", &w.host, "mtu", &mtu, "type", "veth", "peer", "name",
+                            &w.inner, "netns", ns, "address", &w.mac, "mtu", &mtu,
                         ],
                     )?;
                     self.disable_ipv6(Ns::Host, &[&w.host])?;
-                    self.run.ip(Ns::Host, &["link", "set", &w.host, "master", &w.bridge, "up"])?;
-                    self.run.ip(Ns::Named(ns), &["link", "set", &w.inner, "up"])?;
+                    self.run.ip(
+                        Ns::Host,
+                        &["link", "set", &w.host, "master", &w.bridge, "up"],
+                    )?;
+                    self.run
+                        .ip(Ns::Named(ns), &["link", "set", &w.inner, "up"])?;
                     cx.change(format!("create port {} in {ns} on {}", w.inner, w.bridge));
                     true
                 }
             };
             if !fresh {
                 match host_links.get(&w.host) {
-                    Some(h) if h.master.as_deref() == Some(w.bridge.as_str()) && h.up && h.mtu == w.mtu => {}
+                    Some(h)
+                        if h.master.as_deref() == Some(w.bridge.as_str())
+                            && h.up
+                            && h.mtu == w.mtu => {}
                     _ => {
-                        self.run.ip(Ns::Host, &["link", "set", &w.host, "master", &w.bridge, "mtu", &mtu, "up"])?;
+                        self.run.ip(
+                            Ns::Host,
+                            &[
+                                "link", "set", &w.host, "master", &w.bridge, "mtu", &mtu, "up",
+                            ],
+                        )?;
                         cx.change(format!("plug {} into {}", w.host, w.bridge));
                     }
                 }
@@ -618,10 +777,16 @@ impl Inner {
             let have = if fresh {
                 BTreeSet::new()
             } else {
-                inside.get(&w.inner).map(|l| l.addrs.clone()).unwrap_or_default()
+                inside
+                    .get(&w.inner)
+                    .map(|l| l.addrs.clone())
+                    .unwrap_or_default()
             };
             for a in have.difference(&w.addrs) {
-                self.run.ip(Ns::Named(ns), &["addr", "del", &a.to_string(), "dev", &w.inner])?;
+                self.run.ip(
+                    Ns::Named(ns),
+                    &["addr", "del", &a.to_string(), "dev", &w.inner],
+                )?;
                 cx.change(format!("delete address {a} from {} in {ns}", w.inner));
             }
             for a in w.addrs.difference(&have) {
@@ -638,7 +803,13 @@ impl Inner {
     }
 
     /// Routes with `proto static` in a namespace: exactly `want` (dst, via).
-    fn routes(&self, cx: &mut Cx, ns: Ns, want: &BTreeSet<(Cidr, IpAddr)>, dev_filter: Option<&str>) -> Result<()> {
+    fn routes(
+        &self,
+        cx: &mut Cx,
+        ns: Ns,
+        want: &BTreeSet<(Cidr, IpAddr)>,
+        dev_filter: Option<&str>,
+    ) -> Result<()> {
         let mut have = BTreeSet::new();
         for (fam, v4) in [("-4", true), ("-6", false)] {
             let mut args = vec![fam, "route", "show", "proto", "static"];
@@ -663,14 +834,22 @@ impl Inner {
             let fam = if dst.is_ipv4() { "-4" } else { "-6" };
             let dst_s = route_text(dst);
             let gw_s = gw.to_string();
-            self.run.ip(ns, &[fam, "route", "del", &dst_s, "via", &gw_s, "proto", "static"])?;
+            self.run.ip(
+                ns,
+                &[fam, "route", "del", &dst_s, "via", &gw_s, "proto", "static"],
+            )?;
             cx.change(format!("delete route {dst} via {gw} in {label}"));
         }
         for (dst, gw) in want.difference(&have) {
             let fam = if dst.is_ipv4() { "-4" } else { "-6" };
             let dst_s = route_text(dst);
             let gw_s = gw.to_string();
-            self.run.ip(ns, &[fam, "route", "replace", &dst_s, "via", &gw_s, "proto", "static"])?;
+            self.run.ip(
+                ns,
+                &[
+                    fam, "route", "replace", &dst_s, "via", &gw_s, "proto", "static",
+                ],
+            )?;
             cx.change(format!("add route {dst} via {gw} in {label}"));
         }
         Ok(())
@@ -700,7 +879,9 @@ impl Inner {
         )?;
         let mut want = Vec::new();
         for i in &r.interfaces {
-            let Some(n) = d.network(&i.network_id) else { continue };
+            let Some(n) = d.network(&i.network_id) else {
+                continue;
+            };
             want.push(NsPort {
                 inner: names::qr(&i.port_id),
                 host: names::qr_host(&i.port_id),
@@ -730,7 +911,11 @@ impl Inner {
                     addrs,
                 });
                 for nh in &g.nexthops {
-                    let any: IpAddr = if nh.is_ipv4() { "0.0.0.0".parse().expect("ip") } else { "::".parse().expect("ip") };
+                    let any: IpAddr = if nh.is_ipv4() {
+                        "0.0.0.0".parse().expect("ip")
+                    } else {
+                        "::".parse().expect("ip")
+                    };
                     routes.insert((Cidr::new(any, 0)?, *nh));
                 }
             }
@@ -738,11 +923,24 @@ impl Inner {
         for x in &r.routes {
             routes.insert((x.destination, x.nexthop));
         }
-        self.ns_ports(cx, &ns, &want, host_links, &[names::ROUTER_INTERNAL, names::ROUTER_GATEWAY])?;
+        self.ns_ports(
+            cx,
+            &ns,
+            &want,
+            host_links,
+            &[names::ROUTER_INTERNAL, names::ROUTER_GATEWAY],
+        )?;
         self.routes(cx, Ns::Named(&ns), &routes, None)?;
-        let md_port = (d.metadata.is_some() && !r.interfaces.is_empty()).then_some(self.config.metadata_port);
+        let md_port =
+            (d.metadata.is_some() && !r.interfaces.is_empty()).then_some(self.config.metadata_port);
         let table = router::nat_table(r, md_port);
-        self.nft_converge(cx, Ns::Named(&ns), &format!("{ns}|"), &[table], &[("inet", names::TABLE_ROUTER)])?;
+        self.nft_converge(
+            cx,
+            Ns::Named(&ns),
+            &format!("{ns}|"),
+            &[table],
+            &[("inet", names::TABLE_ROUTER)],
+        )?;
 
         // Router advertisements.
         let key = format!("radvd:{}", r.id);
@@ -753,7 +951,8 @@ impl Inner {
                 let conf_path = dir.join(format!("{}.conf", r.id));
                 let pid_path = dir.join(format!("{}.pid", r.id));
                 let log_path = dir.join(format!("{}.log", r.id));
-                let changed = std::fs::read_to_string(&conf_path).ok().as_deref() != Some(conf.as_str());
+                let changed =
+                    std::fs::read_to_string(&conf_path).ok().as_deref() != Some(conf.as_str());
                 if changed {
                     std::fs::write(&conf_path, &conf)?;
                 }
@@ -769,11 +968,18 @@ impl Inner {
                     "-l".into(),
                     log_path.display().to_string(),
                 ];
-                let alive = cx.state.processes.get(&key).is_some_and(|rec| self.sup.alive(&key, rec));
+                let alive = cx
+                    .state
+                    .processes
+                    .get(&key)
+                    .is_some_and(|rec| self.sup.alive(&key, rec));
                 if !alive {
                     let _ = std::fs::remove_file(&pid_path);
                 }
-                match self.sup.ensure(&key, &ns, &argv, &mut cx.state, Some(&log_path))? {
+                match self
+                    .sup
+                    .ensure(&key, &ns, &argv, &mut cx.state, Some(&log_path))?
+                {
                     Some(c) => cx.change(c),
                     None if changed => {
                         self.sup.signal(&key, &cx.state, libc::SIGHUP);
@@ -791,7 +997,13 @@ impl Inner {
 
         if let Some(port) = md_port {
             let addr = SocketAddr::new("0.0.0.0".parse().expect("ip"), port);
-            if self.proxy.ensure(&format!("router:{}", r.id), &ns, addr, Scope::Router(r.id.clone()), rt)? {
+            if self.proxy.ensure(
+                &format!("router:{}", r.id),
+                &ns,
+                addr,
+                Scope::Router(r.id.clone()),
+                rt,
+            )? {
                 cx.change(format!("start metadata proxy in {ns}"));
             }
         }
@@ -816,7 +1028,10 @@ impl Inner {
             cx,
             &ns,
             namespaces,
-            &["net.ipv6.conf.default.accept_ra=0", "net.ipv6.conf.all.accept_ra=0"],
+            &[
+                "net.ipv6.conf.default.accept_ra=0",
+                "net.ipv6.conf.all.accept_ra=0",
+            ],
         )?;
         let metadata = s.isolated_metadata && d.metadata.is_some();
         let mut addrs: BTreeSet<Cidr> = s.addresses.iter().copied().collect();
@@ -847,7 +1062,10 @@ impl Inner {
         let mut argv = vec![self.config.dnsmasq.clone()];
         argv.extend(dhcp::args(s, d, &dir));
         let key = format!("dnsmasq:{}", s.network_id);
-        match self.sup.ensure(&key, &ns, &argv, &mut cx.state, Some(&dir.join("log")))? {
+        match self
+            .sup
+            .ensure(&key, &ns, &argv, &mut cx.state, Some(&dir.join("log")))?
+        {
             Some(c) => cx.change(c),
             None if changed => {
                 self.sup.signal(&key, &cx.state, libc::SIGHUP);
@@ -857,10 +1075,13 @@ impl Inner {
         }
         if metadata {
             let addr = SocketAddr::new(router::METADATA_IP.parse().expect("ip"), 80);
-            if self
-                .proxy
-                .ensure(&format!("dhcp:{}", s.network_id), &ns, addr, Scope::Network(s.network_id.clone()), rt)?
-            {
+            if self.proxy.ensure(
+                &format!("dhcp:{}", s.network_id),
+                &ns,
+                addr,
+                Scope::Network(s.network_id.clone()),
+                rt,
+            )? {
                 cx.change(format!("start metadata proxy in {ns}"));
             }
         }
@@ -877,7 +1098,8 @@ impl Inner {
         let have = links.get(&br).map(|l| l.addrs.clone()).unwrap_or_default();
         let want: BTreeSet<Cidr> = x.addresses.iter().copied().collect();
         for a in have.difference(&want) {
-            self.run.ip(Ns::Host, &["addr", "del", &a.to_string(), "dev", &br])?;
+            self.run
+                .ip(Ns::Host, &["addr", "del", &a.to_string(), "dev", &br])?;
             cx.change(format!("delete address {a} from {br}"));
         }
         for a in want.difference(&have) {
@@ -892,7 +1114,9 @@ impl Inner {
         // Tenant prefixes the host must route to a router (IPv6 always, IPv4 without SNAT).
         let mut routes = BTreeSet::new();
         for r in &d.routers {
-            let Some(g) = r.gateway.as_ref().filter(|g| g.network_id == x.network_id) else { continue };
+            let Some(g) = r.gateway.as_ref().filter(|g| g.network_id == x.network_id) else {
+                continue;
+            };
             for i in &r.interfaces {
                 for a in &i.addresses {
                     if a.is_ipv4() && r.enable_snat {
@@ -906,9 +1130,12 @@ impl Inner {
         }
         self.routes(cx, Ns::Host, &routes, Some(&br))?;
         if x.nat_uplink.is_some() {
-            let cur = self.run.exec_in(Ns::Host, "sysctl", &["-n", "net.ipv4.ip_forward"], None)?;
+            let cur = self
+                .run
+                .exec_in(Ns::Host, "sysctl", &["-n", "net.ipv4.ip_forward"], None)?;
             if cur.trim() != "1" {
-                self.run.sysctl(Ns::Host, &["net.ipv4.ip_forward=1".into()])?;
+                self.run
+                    .sysctl(Ns::Host, &["net.ipv4.ip_forward=1".into()])?;
                 cx.change("enable IPv4 forwarding on the host");
             }
         }
@@ -920,8 +1147,18 @@ impl Inner {
         // Metadata listeners.
         let mut keep: Vec<String> = Vec::new();
         if d.metadata.is_some() {
-            keep.extend(d.routers.iter().filter(|r| !r.interfaces.is_empty()).map(|r| format!("router:{}", r.id)));
-            keep.extend(d.dhcp_servers.iter().filter(|s| s.isolated_metadata).map(|s| format!("dhcp:{}", s.network_id)));
+            keep.extend(
+                d.routers
+                    .iter()
+                    .filter(|r| !r.interfaces.is_empty())
+                    .map(|r| format!("router:{}", r.id)),
+            );
+            keep.extend(
+                d.dhcp_servers
+                    .iter()
+                    .filter(|s| s.isolated_metadata)
+                    .map(|s| format!("dhcp:{}", s.network_id)),
+            );
         }
         for k in self.proxy.retain(&keep) {
             cx.change(format!("stop metadata proxy {k}"));
@@ -934,7 +1171,11 @@ impl Inner {
                 .filter(|r| router::radvd_conf(r, d).is_some())
                 .map(|r| format!("radvd:{}", r.id)),
         );
-        keep_procs.extend(d.dhcp_servers.iter().map(|s| format!("dnsmasq:{}", s.network_id)));
+        keep_procs.extend(
+            d.dhcp_servers
+                .iter()
+                .map(|s| format!("dnsmasq:{}", s.network_id)),
+        );
         let recorded: Vec<String> = cx.state.processes.keys().cloned().collect();
         for k in recorded {
             if !keep_procs.contains(&k) {
@@ -992,7 +1233,8 @@ impl Inner {
             let ours = names::HOST_PREFIXES.iter().any(|p| name.starts_with(p));
             let stale_tap = !taps.contains(name)
                 && (cx.state.taps.contains(name)
-                    || (l.kind == "tun" && l.master.as_ref().is_some_and(|m| our_bridges.contains(m))));
+                    || (l.kind == "tun"
+                        && l.master.as_ref().is_some_and(|m| our_bridges.contains(m))));
             if stale_tap {
                 doomed.push((0, name.clone()));
             } else if ours && !want_dev.contains(name) {
@@ -1014,7 +1256,9 @@ impl Inner {
         // Flat uplinks of removed networks stay (they are the host's); only detached.
         cx.state.taps.retain(|t| taps.contains(t));
         cx.state.nft.retain(|k, _| {
-            let Some((prefix, _)) = k.split_once('|') else { return false };
+            let Some((prefix, _)) = k.split_once('|') else {
+                return false;
+            };
             prefix == "host" || want_ns.contains(prefix)
         });
         Ok(())
@@ -1032,7 +1276,8 @@ impl Inner {
         };
         let links = links_of(&self.run.ip_json(Ns::Host, &["-d", "link", "show"])?);
         for (name, l) in &links {
-            let ours = names::HOST_PREFIXES.iter().any(|p| name.starts_with(p)) || state.taps.contains(name);
+            let ours = names::HOST_PREFIXES.iter().any(|p| name.starts_with(p))
+                || state.taps.contains(name);
             if ours {
                 o.links.push(ObservedLink {
                     name: name.clone(),
@@ -1043,7 +1288,9 @@ impl Inner {
             }
         }
         for e in self.run.bridge_json(&["fdb", "show"])? {
-            let (Some(dev), Some(mac), Some(dst)) = (e["ifname"].as_str(), e["mac"].as_str(), e["dst"].as_str()) else {
+            let (Some(dev), Some(mac), Some(dst)) =
+                (e["ifname"].as_str(), e["mac"].as_str(), e["dst"].as_str())
+            else {
                 continue;
             };
             if dev.starts_with(names::VXLAN) {
@@ -1052,7 +1299,8 @@ impl Inner {
         }
         let json = self.run.nft_json(Ns::Host, &["tables"])?;
         for t in json["nftables"].as_array().into_iter().flatten() {
-            if let (Some(f), Some(n)) = (t["table"]["family"].as_str(), t["table"]["name"].as_str()) {
+            if let (Some(f), Some(n)) = (t["table"]["family"].as_str(), t["table"]["name"].as_str())
+            {
                 if n.starts_with("nubo-") {
                     o.nft_tables.push(format!("{f} {n}"));
                 }
@@ -1061,7 +1309,9 @@ impl Inner {
         for ns in &o.namespaces {
             if let Ok(json) = self.run.nft_json(Ns::Named(ns), &["tables"]) {
                 for t in json["nftables"].as_array().into_iter().flatten() {
-                    if let (Some(f), Some(n)) = (t["table"]["family"].as_str(), t["table"]["name"].as_str()) {
+                    if let (Some(f), Some(n)) =
+                        (t["table"]["family"].as_str(), t["table"]["name"].as_str())
+                    {
                         o.nft_tables.push(format!("{ns}: {f} {n}"));
                     }
                 }

@@ -64,11 +64,23 @@ pub struct MetadataProxy {
     listeners: Mutex<HashMap<String, Listener>>,
 }
 
+impl Drop for MetadataProxy {
+    fn drop(&mut self) {
+        for (_, l) in self.listeners.lock().drain() {
+            l.task.abort();
+        }
+    }
+}
+
 /// Nova's signature of an instance id.
 pub fn sign(secret: &str, instance_id: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
     mac.update(instance_id.as_bytes());
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Binds a TCP listener inside a named namespace.
@@ -78,9 +90,13 @@ pub fn bind_in_netns(ns: &str, addr: SocketAddr) -> Result<std::net::TcpListener
     std::thread::spawn(move || -> Result<std::net::TcpListener> {
         let f = std::fs::File::open(&path).map_err(|e| Error::Io(format!("{path}: {e}")))?;
         if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(Error::Io(format!("setns {ns}: {}", std::io::Error::last_os_error())));
+            return Err(Error::Io(format!(
+                "setns {ns}: {}",
+                std::io::Error::last_os_error()
+            )));
         }
-        let l = std::net::TcpListener::bind(addr).map_err(|e| Error::Io(format!("binding {addr} in {ns}: {e}")))?;
+        let l = std::net::TcpListener::bind(addr)
+            .map_err(|e| Error::Io(format!("binding {addr} in {ns}: {e}")))?;
         l.set_nonblocking(true)?;
         Ok(l)
     })
@@ -96,15 +112,21 @@ impl MetadataProxy {
             d.url = m.url.trim_end_matches('/').to_string();
             d.secret = m.secret.clone();
             for i in &m.instances {
-                d.instances
-                    .insert((i.network_id.clone(), i.ip), (i.instance_id.clone(), i.project_id.clone()));
+                d.instances.insert(
+                    (i.network_id.clone(), i.ip),
+                    (i.instance_id.clone(), i.project_id.clone()),
+                );
             }
         }
         for r in &desired.routers {
             let subnets = r
                 .interfaces
                 .iter()
-                .flat_map(|i| i.addresses.iter().map(|a| (a.network(), i.network_id.clone())))
+                .flat_map(|i| {
+                    i.addresses
+                        .iter()
+                        .map(|a| (a.network(), i.network_id.clone()))
+                })
                 .collect();
             d.routers.insert(r.id.clone(), subnets);
         }
@@ -113,7 +135,14 @@ impl MetadataProxy {
 
     /// Makes sure a listener `key` serves `scope` on `addr` inside namespace `ns`. Returns
     /// whether it had to (re)make it.
-    pub fn ensure(&self, key: &str, ns: &str, addr: SocketAddr, scope: Scope, rt: &tokio::runtime::Handle) -> Result<bool> {
+    pub fn ensure(
+        &self,
+        key: &str,
+        ns: &str,
+        addr: SocketAddr,
+        scope: Scope,
+        rt: &tokio::runtime::Handle,
+    ) -> Result<bool> {
         let inode = netns_inode(ns).unwrap_or(0);
         {
             let mut ls = self.listeners.lock();
@@ -137,7 +166,9 @@ impl MetadataProxy {
             };
             serve(listener, scope, dir).await;
         });
-        self.listeners.lock().insert(key.to_string(), Listener { inode, addr, task });
+        self.listeners
+            .lock()
+            .insert(key.to_string(), Listener { inode, addr, task });
         Ok(true)
     }
 
@@ -178,7 +209,8 @@ async fn serve(listener: tokio::net::TcpListener, scope: Scope, dir: Arc<RwLock<
                 let dir = dir.clone();
                 async move { Ok::<_, Infallible>(handle(req, peer, &scope, &dir).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc);
             let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
         });
     }
@@ -187,8 +219,10 @@ async fn serve(listener: tokio::net::TcpListener, scope: Scope, dir: Arc<RwLock<
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
     r
 }
 
@@ -196,7 +230,13 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
 fn identify(scope: &Scope, ip: IpAddr, dir: &Directory) -> Option<(String, Option<String>)> {
     let network = match scope {
         Scope::Network(n) => n.clone(),
-        Scope::Router(r) => dir.routers.get(r)?.iter().find(|(c, _)| c.contains(&ip))?.1.clone(),
+        Scope::Router(r) => dir
+            .routers
+            .get(r)?
+            .iter()
+            .find(|(c, _)| c.contains(&ip))?
+            .1
+            .clone(),
     };
     dir.instances.get(&(network, ip)).cloned()
 }
@@ -227,9 +267,17 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-async fn handle(req: Request<Incoming>, peer: SocketAddr, scope: &Scope, dir: &RwLock<Directory>) -> Response<Full<Bytes>> {
+async fn handle(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    scope: &Scope,
+    dir: &RwLock<Directory>,
+) -> Response<Full<Bytes>> {
     let ip = match peer.ip() {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     };
     let (who, url, secret) = {
@@ -238,16 +286,32 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, scope: &Scope, dir: &R
     };
     let Some((instance, project)) = who else {
         tracing::info!(%ip, ?scope, "metadata request from an unknown address");
-        return text(StatusCode::NOT_FOUND, "404 Not Found: no instance has this address\n");
+        return text(
+            StatusCode::NOT_FOUND,
+            "404 Not Found: no instance has this address\n",
+        );
     };
     let Some((authority, base)) = split_url(&url) else {
         return text(StatusCode::BAD_GATEWAY, "metadata URL is not http://\n");
     };
-    match forward(req, &authority, &base, &instance, project.as_deref(), &secret, ip).await {
+    match forward(
+        req,
+        &authority,
+        &base,
+        &instance,
+        project.as_deref(),
+        &secret,
+        ip,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, %instance, "metadata upstream");
-            text(StatusCode::BAD_GATEWAY, "502 Bad Gateway: the metadata service did not answer\n")
+            text(
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the metadata service did not answer\n",
+            )
         }
     }
 }
@@ -267,11 +331,22 @@ async fn forward(
         .await
         .map_err(|e| format!("request body: {e}"))?
         .to_bytes();
-    let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut out = Request::builder().method(parts.method).uri(format!("{base}{pq}"));
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut out = Request::builder()
+        .method(parts.method)
+        .uri(format!("{base}{pq}"));
     for (k, v) in parts.headers.iter() {
         let name = k.as_str();
-        if HOP_BY_HOP.contains(&name) || name == "host" || name.starts_with("x-instance-") || name == "x-tenant-id" || name == "x-forwarded-for" {
+        if HOP_BY_HOP.contains(&name)
+            || name == "host"
+            || name.starts_with("x-instance-")
+            || name == "x-tenant-id"
+            || name == "x-forwarded-for"
+        {
             continue;
         }
         out = out.header(k, v);
@@ -286,7 +361,9 @@ async fn forward(
     }
     let out = out.body(Full::new(body)).map_err(|e| e.to_string())?;
     let work = async {
-        let stream = tokio::net::TcpStream::connect(authority).await.map_err(|e| format!("connect {authority}: {e}"))?;
+        let stream = tokio::net::TcpStream::connect(authority)
+            .await
+            .map_err(|e| format!("connect {authority}: {e}"))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
@@ -319,30 +396,41 @@ mod tests {
     #[test]
     fn signature_is_novas() {
         // python3 -c "import hmac,hashlib; print(hmac.new(b'secret', b'i-1', hashlib.sha256).hexdigest())"
-        assert_eq!(sign("secret", "i-1"), "d0eb6bf7ee2f44ba139cba554da58398da170e9d2f8f3621162c9a07fc576524");
+        assert_eq!(
+            sign("secret", "i-1"),
+            "d0eb6bf7ee2f44ba139cba554da58398da170e9d2f8f3621162c9a07fc576524"
+        );
         assert_eq!(sign("secret", "i-1").len(), 64);
     }
 
     #[test]
     fn urls_split() {
-        assert_eq!(split_url("http://127.0.0.1:8774/md/"), Some(("127.0.0.1:8774".into(), "/md".into())));
-        assert_eq!(split_url("http://meta"), Some(("meta:80".into(), "".into())));
+        assert_eq!(
+            split_url("http://127.0.0.1:8774/md/"),
+            Some(("127.0.0.1:8774".into(), "/md".into()))
+        );
+        assert_eq!(
+            split_url("http://meta"),
+            Some(("meta:80".into(), "".into()))
+        );
         assert_eq!(split_url("https://x"), None);
     }
 
     #[test]
     fn identifies_by_network_and_source() {
-        let mut d = HostNetwork::default();
-        d.metadata = Some(Metadata {
-            url: "http://127.0.0.1:1".into(),
-            secret: "s".into(),
-            instances: vec![MetadataInstance {
-                network_id: "n1".into(),
-                ip: "10.1.0.12".parse().unwrap(),
-                instance_id: "vm2".into(),
-                project_id: Some("p".into()),
-            }],
-        });
+        let mut d = HostNetwork {
+            metadata: Some(Metadata {
+                url: "http://127.0.0.1:1".into(),
+                secret: "s".into(),
+                instances: vec![MetadataInstance {
+                    network_id: "n1".into(),
+                    ip: "10.1.0.12".parse().unwrap(),
+                    instance_id: "vm2".into(),
+                    project_id: Some("p".into()),
+                }],
+            }),
+            ..Default::default()
+        };
         d.routers.push(Router {
             id: "r1".into(),
             gateway: None,
@@ -360,9 +448,22 @@ mod tests {
         p.update(&d);
         let dir = p.dir.read();
         let ip: IpAddr = "10.1.0.12".parse().unwrap();
-        assert_eq!(identify(&Scope::Router("r1".into()), ip, &dir), Some(("vm2".into(), Some("p".into()))));
-        assert_eq!(identify(&Scope::Network("n1".into()), ip, &dir).unwrap().0, "vm2");
+        assert_eq!(
+            identify(&Scope::Router("r1".into()), ip, &dir),
+            Some(("vm2".into(), Some("p".into())))
+        );
+        assert_eq!(
+            identify(&Scope::Network("n1".into()), ip, &dir).unwrap().0,
+            "vm2"
+        );
         assert_eq!(identify(&Scope::Network("n2".into()), ip, &dir), None);
-        assert_eq!(identify(&Scope::Router("r1".into()), "10.1.0.13".parse().unwrap(), &dir), None);
+        assert_eq!(
+            identify(
+                &Scope::Router("r1".into()),
+                "10.1.0.13".parse().unwrap(),
+                &dir
+            ),
+            None
+        );
     }
 }

@@ -335,7 +335,9 @@ impl Cidr {
     pub fn new(addr: IpAddr, prefix: u8) -> Result<Cidr> {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max {
-            return Err(Error::Invalid(format!("prefix length {prefix} is too long for {addr}")));
+            return Err(Error::Invalid(format!(
+                "prefix length {prefix} is too long for {addr}"
+            )));
         }
         Ok(Cidr { addr, prefix })
     }
@@ -360,7 +362,11 @@ impl Cidr {
         match self.addr {
             IpAddr::V4(a) => {
                 let bits = u32::from(a);
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
                 Cidr {
                     addr: IpAddr::V4(Ipv4Addr::from(bits & mask)),
                     prefix: self.prefix,
@@ -368,7 +374,11 @@ impl Cidr {
             }
             IpAddr::V6(a) => {
                 let bits = u128::from(a);
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
                 Cidr {
                     addr: IpAddr::V6(Ipv6Addr::from(bits & mask)),
                     prefix: self.prefix,
@@ -386,7 +396,11 @@ impl Cidr {
 
     /// The IPv4 netmask (`255.255.255.0`).
     pub fn netmask4(&self) -> Ipv4Addr {
-        Ipv4Addr::from(if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix.min(32)) })
+        Ipv4Addr::from(if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix.min(32))
+        })
     }
 }
 
@@ -460,7 +474,11 @@ fn valid_ifname(name: &str) -> bool {
 }
 
 fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
 }
 
 impl HostNetwork {
@@ -472,7 +490,10 @@ impl HostNetwork {
         let mut nets = BTreeSet::new();
         for n in &self.networks {
             if !valid_id(&n.id) {
-                problems.push(format!("network id {:?} must be 1-64 of A-Z a-z 0-9 - _", n.id));
+                problems.push(format!(
+                    "network id {:?} must be 1-64 of A-Z a-z 0-9 - _",
+                    n.id
+                ));
             }
             if !nets.insert(n.id.as_str()) {
                 problems.push(format!("network {} is listed twice", n.id));
@@ -484,14 +505,18 @@ impl HostNetwork {
                 Segment::Vxlan { vni } if *vni == 0 || *vni >= 1 << 24 => {
                     problems.push(format!("network {}: VNI {vni} must be 1..16777215", n.id))
                 }
-                Segment::Flat { interface: Some(i) } if !valid_ifname(i) => {
-                    problems.push(format!("network {}: interface {i:?} is not a device name", n.id))
-                }
+                Segment::Flat { interface: Some(i) } if !valid_ifname(i) => problems.push(format!(
+                    "network {}: interface {i:?} is not a device name",
+                    n.id
+                )),
                 _ => {}
             }
             for s in &n.subnets {
                 if !valid_id(&s.id) {
-                    problems.push(format!("subnet id {:?} must be 1-64 of A-Z a-z 0-9 - _", s.id));
+                    problems.push(format!(
+                        "subnet id {:?} must be 1-64 of A-Z a-z 0-9 - _",
+                        s.id
+                    ));
                 }
             }
         }
@@ -502,7 +527,10 @@ impl HostNetwork {
                 problems.push(format!("port id {:?} is invalid or listed twice", p.id));
             }
             if !nets.contains(p.network_id.as_str()) {
-                problems.push(format!("port {}: network {} is not in the desired state", p.id, p.network_id));
+                problems.push(format!(
+                    "port {}: network {} is not in the desired state",
+                    p.id, p.network_id
+                ));
             }
             if !valid_ifname(&p.tap) || !taps.insert(p.tap.as_str()) {
                 problems.push(format!(
@@ -523,7 +551,10 @@ impl HostNetwork {
         }
         for g in &self.security_groups {
             if !valid_id(&g.id) {
-                problems.push(format!("security group id {:?} must be 1-64 of A-Z a-z 0-9 - _", g.id));
+                problems.push(format!(
+                    "security group id {:?} must be 1-64 of A-Z a-z 0-9 - _",
+                    g.id
+                ));
             }
         }
         for h in &self.remote_hosts {
@@ -540,14 +571,23 @@ impl HostNetwork {
             if !valid_id(&r.id) || !routers.insert(r.id.as_str()) {
                 problems.push(format!("router id {:?} is invalid or listed twice", r.id));
             }
-            let gw = r.gateway.iter().map(|g| (&g.port_id, &g.network_id, &g.mac));
-            let ifs = r.interfaces.iter().map(|i| (&i.port_id, &i.network_id, &i.mac));
+            let gw = r
+                .gateway
+                .iter()
+                .map(|g| (&g.port_id, &g.network_id, &g.mac));
+            let ifs = r
+                .interfaces
+                .iter()
+                .map(|i| (&i.port_id, &i.network_id, &i.mac));
             for (port, net, mac) in gw.chain(ifs) {
                 if !valid_id(port) {
                     problems.push(format!("router {}: port id {port:?} is invalid", r.id));
                 }
                 if !nets.contains(net.as_str()) {
-                    problems.push(format!("router {}: network {net} is not in the desired state", r.id));
+                    problems.push(format!(
+                        "router {}: network {net} is not in the desired state",
+                        r.id
+                    ));
                 }
                 if let Err(e) = parse_mac(mac) {
                     problems.push(format!("router {}: {e}", r.id));
@@ -563,7 +603,10 @@ impl HostNetwork {
                 ));
             }
             if !valid_id(&d.port_id) {
-                problems.push(format!("DHCP server {}: port id {:?} is invalid", d.network_id, d.port_id));
+                problems.push(format!(
+                    "DHCP server {}: port id {:?} is invalid",
+                    d.network_id, d.port_id
+                ));
             }
             for m in std::iter::once(&d.mac).chain(d.hosts.iter().map(|h| &h.mac)) {
                 if let Err(e) = parse_mac(m) {
@@ -577,7 +620,10 @@ impl HostNetwork {
                     segment: Segment::Flat { .. },
                     ..
                 }) => {}
-                _ => problems.push(format!("external: network {} must be a flat network of the desired state", x.network_id)),
+                _ => problems.push(format!(
+                    "external: network {} must be a flat network of the desired state",
+                    x.network_id
+                )),
             }
             if let Some(u) = &x.nat_uplink {
                 if !valid_ifname(u) {
@@ -598,12 +644,18 @@ impl HostNetwork {
 
     /// The subnet of `network` that contains `ip`.
     pub fn subnet_of(&self, network: &str, ip: &IpAddr) -> Option<&Subnet> {
-        self.network(network)?.subnets.iter().find(|s| s.cidr.contains(ip))
+        self.network(network)?
+            .subnets
+            .iter()
+            .find(|s| s.cidr.contains(ip))
     }
 
     /// Security groups by id.
     pub fn groups(&self) -> BTreeMap<&str, &SecurityGroup> {
-        self.security_groups.iter().map(|g| (g.id.as_str(), g)).collect()
+        self.security_groups
+            .iter()
+            .map(|g| (g.id.as_str(), g))
+            .collect()
     }
 }
 

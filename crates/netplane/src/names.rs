@@ -27,7 +27,13 @@ pub const ROUTER_GATEWAY: &str = "qg-";
 pub const DHCP_PORT: &str = "ns-";
 /// Host-side device prefixes the netplane owns (anything else is left alone, except the taps it
 /// recorded in its state file).
-pub const HOST_PREFIXES: [&str; 5] = [BRIDGE, VXLAN, ROUTER_INTERNAL_HOST, ROUTER_GATEWAY_HOST, DHCP_HOST];
+pub const HOST_PREFIXES: [&str; 5] = [
+    BRIDGE,
+    VXLAN,
+    ROUTER_INTERNAL_HOST,
+    ROUTER_GATEWAY_HOST,
+    DHCP_HOST,
+];
 
 pub const TABLE_SG: &str = "nubo-sg";
 pub const TABLE_EXT: &str = "nubo-ext";
@@ -104,7 +110,16 @@ mod tests {
     #[test]
     fn device_names_fit_ifnamsiz() {
         let id = "3f2a9c1e-77b0-4c1a-9d51-2f0e6a1b9c00";
-        for n in [bridge(id), vxlan(id), qr(id), qr_host(id), qg(id), qg_host(id), dhcp_port(id), dhcp_host(id)] {
+        for n in [
+            bridge(id),
+            vxlan(id),
+            qr(id),
+            qr_host(id),
+            qg(id),
+            qg_host(id),
+            dhcp_port(id),
+            dhcp_host(id),
+        ] {
             assert!(n.len() <= 15, "{n}");
         }
         assert_eq!(bridge(id), "nbr-3f2a9c1e-77");
@@ -114,7 +129,9 @@ mod tests {
 
     #[test]
     fn namespaces_round_trip() {
-        let ns = Namespaces { prefix: "nubo-".into() };
+        let ns = Namespaces {
+            prefix: "nubo-".into(),
+        };
         assert_eq!(ns.router("r1"), "nubo-router-r1");
         assert_eq!(ns.parse("nubo-router-r1"), Some(("router", "r1")));
         assert_eq!(ns.parse("nubo-dhcp-n1"), Some(("dhcp", "n1")));

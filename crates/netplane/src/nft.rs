@@ -106,7 +106,11 @@ impl Object {
     }
 
     fn fill(&self, family: &str, table: &str) -> String {
-        let mut s = format!("flush {} {family} {table} {}\n", self.kind.word(), self.name);
+        let mut s = format!(
+            "flush {} {family} {table} {}\n",
+            self.kind.word(),
+            self.name
+        );
         match &self.kind {
             Kind::Chain(_) => {
                 for r in &self.body {
@@ -201,12 +205,20 @@ pub fn observe(json: &Value, tables: &BTreeSet<(String, String)>) -> Observed {
     let mut out = Observed::default();
     let mut rules: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut heads: BTreeMap<String, Value> = BTreeMap::new();
-    let items = json.get("nftables").and_then(Value::as_array).cloned().unwrap_or_default();
+    let items = json
+        .get("nftables")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for item in &items {
         let Some((kind, body)) = item.as_object().and_then(|m| m.iter().next()) else {
             continue;
         };
-        let fam = body.get("family").and_then(Value::as_str).unwrap_or_default().to_string();
+        let fam = body
+            .get("family")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let tname = if kind == "table" {
             body.get("name")
         } else {
@@ -229,9 +241,15 @@ pub fn observe(json: &Value, tables: &BTreeSet<(String, String)>) -> Observed {
                 out.tables.entry(t).or_default();
             }
             "rule" => {
-                let chain = body.get("chain").and_then(Value::as_str).unwrap_or_default();
+                let chain = body
+                    .get("chain")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let expr = body.get("expr").cloned().unwrap_or(Value::Null);
-                rules.entry(key(&fam, &tname, "chain", chain)).or_default().push(strip(&expr));
+                rules
+                    .entry(key(&fam, &tname, "chain", chain))
+                    .or_default()
+                    .push(strip(&expr));
             }
             _ => {}
         }
@@ -244,7 +262,10 @@ pub fn observe(json: &Value, tables: &BTreeSet<(String, String)>) -> Observed {
         }
         let parts: Vec<&str> = k.splitn(4, ' ').collect();
         let t = (parts[0].to_string(), parts[1].to_string());
-        out.tables.entry(t).or_default().insert(k, hex16(&h.finalize()));
+        out.tables
+            .entry(t)
+            .or_default()
+            .insert(k, hex16(&h.finalize()));
     }
     out
 }
@@ -272,13 +293,15 @@ pub fn plan(
     prefix: &str,
 ) -> Plan {
     let mut p = Plan::default();
-    let (mut creates, mut decls, mut fills, mut dels) = (String::new(), Vec::<String>::new(), Vec::new(), Vec::new());
+    let (mut creates, mut decls, mut fills, mut dels) =
+        (String::new(), Vec::<String>::new(), Vec::new(), Vec::new());
     for t in desired {
         let tk = (t.family.to_string(), t.name.clone());
         let seen = observed.tables.get(&tk);
         if seen.is_none() {
             creates.push_str(&format!("add table {} {}\n", t.family, t.name));
-            p.changes.push(format!("create nft table {} {}", t.family, t.name));
+            p.changes
+                .push(format!("create nft table {} {}", t.family, t.name));
         }
         let empty = BTreeMap::new();
         let seen = seen.unwrap_or(&empty);
@@ -305,7 +328,11 @@ pub fn plan(
             fills.push((order, o.fill(t.family, &t.name)));
             p.changes.push(format!(
                 "{} nft {} {} {} {}",
-                if seen.contains_key(&k) { "update" } else { "create" },
+                if seen.contains_key(&k) {
+                    "update"
+                } else {
+                    "create"
+                },
                 o.kind.word(),
                 t.family,
                 t.name,
@@ -323,8 +350,17 @@ pub fn plan(
                 "chain" => 1,
                 _ => 2,
             };
-            dels.push((order, format!("delete {} {} {} {}\n", parts[2], parts[0], parts[1], parts[3])));
-            p.changes.push(format!("delete nft {} {} {} {}", parts[2], parts[0], parts[1], parts[3]));
+            dels.push((
+                order,
+                format!(
+                    "delete {} {} {} {}\n",
+                    parts[2], parts[0], parts[1], parts[3]
+                ),
+            ));
+            p.changes.push(format!(
+                "delete nft {} {} {} {}",
+                parts[2], parts[0], parts[1], parts[3]
+            ));
             p.forget.push(format!("{prefix}{k}"));
             p.touched.insert(tk.clone());
         }
@@ -332,7 +368,9 @@ pub fn plan(
     let mut drop_tables = String::new();
     for (fam, name) in managed {
         let tk = (fam.to_string(), name.to_string());
-        if observed.tables.contains_key(&tk) && !desired.iter().any(|t| t.family == *fam && t.name == *name) {
+        if observed.tables.contains_key(&tk)
+            && !desired.iter().any(|t| t.family == *fam && t.name == *name)
+        {
             drop_tables.push_str(&format!("delete table {fam} {name}\n"));
             p.changes.push(format!("delete nft table {fam} {name}"));
             for k in observed.tables[&tk].keys() {
@@ -381,7 +419,13 @@ mod tests {
 
     #[test]
     fn first_plan_creates_everything_in_order() {
-        let p = plan(&[table()], &[("inet", "t")], &Observed::default(), &BTreeMap::new(), "");
+        let p = plan(
+            &[table()],
+            &[("inet", "t")],
+            &Observed::default(),
+            &BTreeMap::new(),
+            "",
+        );
         assert_eq!(
             p.script,
             "add table inet t\n\
@@ -417,8 +461,16 @@ mod tests {
         }
         seen.insert(key("inet", "t", "chain", "old"), "x".into());
         let mut observed = Observed::default();
-        observed.tables.insert(("inet".into(), "t".into()), seen.clone());
-        let p = plan(&[t.clone()], &[("inet", "t")], &observed, &records, "");
+        observed
+            .tables
+            .insert(("inet".into(), "t".into()), seen.clone());
+        let p = plan(
+            std::slice::from_ref(&t),
+            &[("inet", "t")],
+            &observed,
+            &records,
+            "",
+        );
         assert_eq!(p.script, "delete chain inet t old\n");
 
         // Someone edited chain c by hand: its fingerprint changed, only c is rewritten.

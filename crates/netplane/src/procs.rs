@@ -49,13 +49,17 @@ fn cmdline(pid: u32) -> Vec<String> {
 /// The inode of a process's network namespace.
 fn proc_netns(pid: u32) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{pid}/ns/net")).ok().map(|m| m.ino())
+    std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 /// The inode of a named namespace (`/run/netns/NAME`).
 pub fn netns_inode(name: &str) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/run/netns/{name}")).ok().map(|m| m.ino())
+    std::fs::metadata(format!("/run/netns/{name}"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 impl Supervisor {
@@ -79,7 +83,14 @@ impl Supervisor {
 
     /// Makes sure `key` runs `argv` in namespace `ns`. Returns a change description when it
     /// (re)started the process.
-    pub fn ensure(&self, key: &str, ns: &str, argv: &[String], state: &mut State, log: Option<&Path>) -> Result<Option<String>> {
+    pub fn ensure(
+        &self,
+        key: &str,
+        ns: &str,
+        argv: &[String],
+        state: &mut State,
+        log: Option<&Path>,
+    ) -> Result<Option<String>> {
         let inode = netns_inode(ns).unwrap_or(0);
         if let Some(rec) = state.processes.get(key).cloned() {
             let same = rec.argv == argv
@@ -89,7 +100,11 @@ impl Supervisor {
             if self.alive(key, &rec) && same {
                 return Ok(None);
             }
-            let why = if self.alive(key, &rec) { "restart" } else { "start (was gone)" };
+            let why = if self.alive(key, &rec) {
+                "restart"
+            } else {
+                "start (was gone)"
+            };
             self.stop(key, state);
             self.start(key, ns, argv, state, inode, log)?;
             return Ok(Some(format!("{why} {key}")));
@@ -98,7 +113,15 @@ impl Supervisor {
         Ok(Some(format!("start {key}")))
     }
 
-    fn start(&self, key: &str, ns: &str, argv: &[String], state: &mut State, inode: u64, log: Option<&Path>) -> Result<()> {
+    fn start(
+        &self,
+        key: &str,
+        ns: &str,
+        argv: &[String],
+        state: &mut State,
+        inode: u64,
+        log: Option<&Path>,
+    ) -> Result<()> {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns])
             .args(argv)
@@ -186,6 +209,11 @@ impl Supervisor {
             }
             None => {
                 while Instant::now() < deadline {
+                    // Reaps it if it happens to be our child (a netplane made again in the
+                    // same process); otherwise ECHILD, harmless.
+                    unsafe {
+                        libc::waitpid(rec.pid as i32, std::ptr::null_mut(), libc::WNOHANG);
+                    }
                     if !matches!(stat(rec.pid), Some((s, t)) if s != 'Z' && t == rec.start_time) {
                         return true;
                     }
@@ -193,6 +221,7 @@ impl Supervisor {
                 }
                 unsafe {
                     libc::kill(rec.pid as i32, libc::SIGKILL);
+                    libc::waitpid(rec.pid as i32, std::ptr::null_mut(), libc::WNOHANG);
                 }
             }
         }

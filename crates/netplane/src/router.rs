@@ -33,8 +33,14 @@ pub fn nat_table(r: &Router, metadata_port: Option<u16>) -> Table {
     fips.dedup();
     if let Some(qg) = &qg {
         for f in &fips {
-            pre.push(format!("ip daddr {} dnat ip to {}", f.floating_ip, f.fixed_ip));
-            post.push(format!("oifname \"{qg}\" ip saddr {} snat ip to {}", f.fixed_ip, f.floating_ip));
+            pre.push(format!(
+                "ip daddr {} dnat ip to {}",
+                f.floating_ip, f.fixed_ip
+            ));
+            post.push(format!(
+                "oifname \"{qg}\" ip saddr {} snat ip to {}",
+                f.fixed_ip, f.floating_ip
+            ));
         }
         let gw4 = r
             .gateway
@@ -91,12 +97,16 @@ pub fn nat_table(r: &Router, metadata_port: Option<u16>) -> Table {
 pub fn radvd_conf(r: &Router, desired: &HostNetwork) -> Option<String> {
     let mut out = String::new();
     for i in &r.interfaces {
-        let Some(net) = desired.network(&i.network_id) else { continue };
+        let Some(net) = desired.network(&i.network_id) else {
+            continue;
+        };
         let mut prefixes = Vec::new();
         let (mut managed, mut other) = (false, false);
         let mut rdnss: BTreeSet<IpAddr> = BTreeSet::new();
         for a in i.addresses.iter().filter(|a| !a.is_ipv4()) {
-            let Some(s) = net.subnets.iter().find(|s| s.cidr.contains(&a.addr)) else { continue };
+            let Some(s) = net.subnets.iter().find(|s| s.cidr.contains(&a.addr)) else {
+                continue;
+            };
             let Some(mode) = s.ipv6_ra_mode else { continue };
             let auto = match mode {
                 Ipv6Mode::Slaac => true,
@@ -120,7 +130,9 @@ pub fn radvd_conf(r: &Router, desired: &HostNetwork) -> Option<String> {
             continue;
         }
         out.push_str(&format!("interface {} {{\n", names::qr(&i.port_id)));
-        out.push_str("    AdvSendAdvert on;\n    MinRtrAdvInterval 3;\n    MaxRtrAdvInterval 10;\n");
+        out.push_str(
+            "    AdvSendAdvert on;\n    MinRtrAdvInterval 3;\n    MaxRtrAdvInterval 10;\n",
+        );
         out.push_str(&format!("    AdvLinkMTU {};\n", net.mtu));
         if managed {
             out.push_str("    AdvManagedFlag on;\n");
@@ -156,7 +168,9 @@ pub fn ext_table(desired: &HostNetwork) -> Option<Table> {
     let mut fwd = Vec::new();
     for p in prefixes {
         post.push(format!("oifname \"{uplink}\" ip saddr {p} masquerade"));
-        fwd.push(format!("iifname \"{bridge}\" oifname \"{uplink}\" ip saddr {p} accept"));
+        fwd.push(format!(
+            "iifname \"{bridge}\" oifname \"{uplink}\" ip saddr {p} accept"
+        ));
         fwd.push(format!("iifname \"{uplink}\" oifname \"{bridge}\" ip daddr {p} ct state established,related accept"));
     }
     Some(Table {
@@ -207,7 +221,10 @@ mod tests {
                 port_id: "qrport".into(),
                 network_id: "n1".into(),
                 mac: "02:00:00:0a:00:01".into(),
-                addresses: vec!["10.1.0.1/24".parse().unwrap(), "fd00:a::1/64".parse().unwrap()],
+                addresses: vec![
+                    "10.1.0.1/24".parse().unwrap(),
+                    "fd00:a::1/64".parse().unwrap(),
+                ],
             }],
             routes: vec![],
             floating_ips: vec![FloatingIp {
@@ -251,7 +268,9 @@ mod tests {
         assert!(fip < snat, "the floating IP SNAT comes first");
         let mut r2 = r.clone();
         r2.enable_snat = false;
-        assert!(!nat_table(&r2, None).render().contains("snat ip to 203.0.113.10"));
+        assert!(!nat_table(&r2, None)
+            .render()
+            .contains("snat ip to 203.0.113.10"));
     }
 
     #[test]
@@ -260,12 +279,18 @@ mod tests {
         let conf = radvd_conf(&r, &d).unwrap();
         assert!(conf.contains("interface qr-qrport {"), "{conf}");
         assert!(conf.contains("AdvLinkMTU 1450;"), "{conf}");
-        assert!(conf.contains("prefix fd00:a::/64 {\n        AdvOnLink on;\n        AdvAutonomous on;"), "{conf}");
+        assert!(
+            conf.contains("prefix fd00:a::/64 {\n        AdvOnLink on;\n        AdvAutonomous on;"),
+            "{conf}"
+        );
         assert!(!conf.contains("AdvManagedFlag"), "{conf}");
         let mut d2 = d.clone();
         d2.networks[0].subnets[0].ipv6_ra_mode = Some(Ipv6Mode::Dhcpv6Stateful);
         let conf = radvd_conf(&r, &d2).unwrap();
-        assert!(conf.contains("AdvManagedFlag on;") && conf.contains("AdvAutonomous off;"), "{conf}");
+        assert!(
+            conf.contains("AdvManagedFlag on;") && conf.contains("AdvAutonomous off;"),
+            "{conf}"
+        );
         d2.networks[0].subnets[0].ipv6_ra_mode = None;
         assert_eq!(radvd_conf(&r, &d2), None);
     }

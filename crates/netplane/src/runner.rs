@@ -67,7 +67,11 @@ impl Runner {
         cmd.args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
         let mut child = cmd.spawn().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::Missing {
                 program: program.into(),
@@ -77,8 +81,9 @@ impl Runner {
         })?;
         if let Some(input) = stdin {
             if let Some(mut s) = child.stdin.take() {
-                s.write_all(input.as_bytes())
-                    .map_err(|e| Error::Command(format!("`{}`: writing stdin: {e}", render(program, args))))?;
+                s.write_all(input.as_bytes()).map_err(|e| {
+                    Error::Command(format!("`{}`: writing stdin: {e}", render(program, args)))
+                })?;
             }
         }
         let out = child
@@ -149,7 +154,13 @@ impl Runner {
     }
 
     /// A program inside a namespace (`ip netns exec NS PROGRAM ARGS`), or directly on the host.
-    pub fn exec_in(&self, ns: Ns, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    pub fn exec_in(
+        &self,
+        ns: Ns,
+        program: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<String> {
         match self.ns_name(ns) {
             Some(n) => {
                 let mut a = Self::args(&["netns", "exec", n, program]);
@@ -163,7 +174,8 @@ impl Runner {
     /// Applies an nft script (one atomic transaction).
     pub fn nft_apply(&self, ns: Ns, script: &str) -> Result<()> {
         self.writes.fetch_add(1, Ordering::Relaxed);
-        self.exec_in(ns, "nft", &["-f", "-"], Some(script)).map(|_| ())
+        self.exec_in(ns, "nft", &["-f", "-"], Some(script))
+            .map(|_| ())
     }
 
     /// `nft -j list ...`.
@@ -174,7 +186,8 @@ impl Runner {
         if out.trim().is_empty() {
             return Ok(serde_json::json!({"nftables": []}));
         }
-        serde_json::from_str(&out).map_err(|e| Error::Command(format!("nft -j list: unreadable JSON: {e}")))
+        serde_json::from_str(&out)
+            .map_err(|e| Error::Command(format!("nft -j list: unreadable JSON: {e}")))
     }
 
     /// Sets sysctls (`key=value`) in a namespace.
@@ -211,6 +224,8 @@ fn parse_array(out: &str) -> Result<Vec<serde_json::Value>> {
     match serde_json::from_str(out) {
         Ok(serde_json::Value::Array(a)) => Ok(a),
         Ok(_) => Ok(Vec::new()),
-        Err(e) => Err(Error::Command(format!("unreadable JSON from iproute2: {e}"))),
+        Err(e) => Err(Error::Command(format!(
+            "unreadable JSON from iproute2: {e}"
+        ))),
     }
 }

@@ -79,10 +79,19 @@ fn set_of(items: &[String]) -> String {
 /// nothing (an unknown protocol, a prefix of the other family, a remote group not given).
 pub fn render_rule(rule: &Rule, known_groups: &BTreeSet<&str>, verdict: &str) -> Option<String> {
     let v4 = rule.ethertype == Ethertype::IPv4;
-    let mut parts = vec![if v4 { "meta nfproto ipv4" } else { "meta nfproto ipv6" }.to_string()];
+    let mut parts = vec![if v4 {
+        "meta nfproto ipv4"
+    } else {
+        "meta nfproto ipv6"
+    }
+    .to_string()];
     let (fam, side) = (
         if v4 { "ip" } else { "ip6" },
-        if rule.direction == Direction::Ingress { "saddr" } else { "daddr" },
+        if rule.direction == Direction::Ingress {
+            "saddr"
+        } else {
+            "daddr"
+        },
     );
     if let Some(prefix) = &rule.remote_ip_prefix {
         if prefix.is_ipv4() != v4 {
@@ -151,7 +160,13 @@ pub fn set_elements(members: &[Cidr], v4: bool) -> Vec<String> {
     }
     kept.sort();
     kept.iter()
-        .map(|c| if c.is_host() { c.addr.to_string() } else { c.to_string() })
+        .map(|c| {
+            if c.is_host() {
+                c.addr.to_string()
+            } else {
+                c.to_string()
+            }
+        })
         .collect()
 }
 
@@ -166,7 +181,11 @@ fn ip_int(ip: &IpAddr) -> String {
 pub fn from_port_rules(port: &Port, index: u16) -> Vec<String> {
     let mut macs: BTreeSet<String> = BTreeSet::new();
     let mut mac_bytes = Vec::new();
-    for m in std::iter::once(&port.mac).chain(port.allowed_address_pairs.iter().filter_map(|a| a.mac_address.as_ref())) {
+    for m in std::iter::once(&port.mac).chain(
+        port.allowed_address_pairs
+            .iter()
+            .filter_map(|a| a.mac_address.as_ref()),
+    ) {
         if let Ok((s, b)) = parse_mac(m) {
             if macs.insert(s) {
                 mac_bytes.push(b);
@@ -177,7 +196,11 @@ pub fn from_port_rules(port: &Port, index: u16) -> Vec<String> {
     allowed.extend(port.allowed_address_pairs.iter().map(|a| a.ip_address));
     let mut v4 = set_elements(&allowed, true);
     let mut v6_list: Vec<Cidr> = allowed.iter().filter(|c| !c.is_ipv4()).copied().collect();
-    v6_list.extend(mac_bytes.iter().map(|b| Cidr::host(IpAddr::V6(link_local(b)))));
+    v6_list.extend(
+        mac_bytes
+            .iter()
+            .map(|b| Cidr::host(IpAddr::V6(link_local(b)))),
+    );
     let v6 = set_elements(&v6_list, false);
     let macs: Vec<String> = macs.into_iter().collect();
 
@@ -188,7 +211,10 @@ pub fn from_port_rules(port: &Port, index: u16) -> Vec<String> {
     ];
     // IPv4: only its addresses; 0.0.0.0 only for DHCP discovery; ARP probes from 0.0.0.0.
     v4.push("0.0.0.0".into());
-    r.push(format!("ether type arp arp saddr ip != {} drop", set_of(&v4)));
+    r.push(format!(
+        "ether type arp arp saddr ip != {} drop",
+        set_of(&v4)
+    ));
     r.push(format!("ether type ip ip saddr != {} drop", set_of(&v4)));
     r.push("ether type ip ip saddr 0.0.0.0 meta l4proto != 17 drop".into());
     r.push("ether type ip ip saddr 0.0.0.0 udp dport != 67 drop".into());
@@ -210,13 +236,19 @@ pub fn from_port_rules(port: &Port, index: u16) -> Vec<String> {
             set_of(&targets)
         ));
     }
-    r.push(format!("meta mark set meta mark & 0x0000ffff | 0x{:08x}", (index as u32) << 16));
+    r.push(format!(
+        "meta mark set meta mark & 0x0000ffff | 0x{:08x}",
+        (index as u32) << 16
+    ));
     r
 }
 
 /// Stage-1 chain "to the port".
 pub fn to_port_rules(index: u16) -> Vec<String> {
-    vec![format!("meta mark set meta mark & 0xffff0000 | 0x{:08x}", index as u32)]
+    vec![format!(
+        "meta mark set meta mark & 0xffff0000 | 0x{:08x}",
+        index as u32
+    )]
 }
 
 /// Stage-2 chains of a port: (egress, ingress).
@@ -239,7 +271,9 @@ pub fn port_filter_rules(port: &Port, desired: &HostNetwork) -> (Vec<String>, Ve
     ];
     let mut seen = BTreeSet::new();
     for gid in &port.security_groups {
-        let Some(g) = groups.get(gid.as_str()) else { continue };
+        let Some(g) = groups.get(gid.as_str()) else {
+            continue;
+        };
         for rule in &g.rules {
             let (list, verdict) = match rule.direction {
                 Direction::Egress => (&mut egress, "return"),
@@ -259,7 +293,11 @@ pub fn port_filter_rules(port: &Port, desired: &HostNetwork) -> (Vec<String>, Ve
 
 /// The two security group tables, or none when no local port has port security.
 /// `marks`: port id -> index (1..=65535); `zones`: network id -> conntrack zone.
-pub fn tables(desired: &HostNetwork, marks: &BTreeMap<String, u16>, zones: &BTreeMap<String, u16>) -> Vec<Table> {
+pub fn tables(
+    desired: &HostNetwork,
+    marks: &BTreeMap<String, u16>,
+    zones: &BTreeMap<String, u16>,
+) -> Vec<Table> {
     let secured: Vec<&Port> = desired
         .ports
         .iter()
@@ -279,7 +317,10 @@ pub fn tables(desired: &HostNetwork, marks: &BTreeMap<String, u16>, zones: &BTre
                 priority: "-200",
                 policy: "accept",
             },
-            vec!["iifname vmap @from-port".into(), "oifname vmap @to-port".into()],
+            vec![
+                "iifname vmap @from-port".into(),
+                "oifname vmap @to-port".into(),
+            ],
         )],
     };
     let mut from_elems = Vec::new();
@@ -307,8 +348,14 @@ pub fn tables(desired: &HostNetwork, marks: &BTreeMap<String, u16>, zones: &BTre
                     policy: "accept",
                 },
                 vec![
-                    format!("iifname \"{}*\" meta mark & 0xffff0000 vmap @egress", names::BRIDGE),
-                    format!("iifname \"{}*\" meta mark & 0x0000ffff vmap @ingress", names::BRIDGE),
+                    format!(
+                        "iifname \"{}*\" meta mark & 0xffff0000 vmap @egress",
+                        names::BRIDGE
+                    ),
+                    format!(
+                        "iifname \"{}*\" meta mark & 0x0000ffff vmap @ingress",
+                        names::BRIDGE
+                    ),
                 ],
             ),
         ],
@@ -321,8 +368,12 @@ pub fn tables(desired: &HostNetwork, marks: &BTreeMap<String, u16>, zones: &BTre
     for p in &secured {
         let idx = marks[&p.id];
         nets.insert(p.network_id.as_str());
-        b.objects.push(Object::chain(format!("f-{}", p.id), from_port_rules(p, idx)));
-        b.objects.push(Object::chain(format!("t-{}", p.id), to_port_rules(idx)));
+        b.objects.push(Object::chain(
+            format!("f-{}", p.id),
+            from_port_rules(p, idx),
+        ));
+        b.objects
+            .push(Object::chain(format!("t-{}", p.id), to_port_rules(idx)));
         from_elems.push(format!("\"{}\" : jump f-{}", p.tap, p.id));
         to_elems.push(format!("\"{}\" : jump t-{}", p.tap, p.id));
         let (e, n) = port_filter_rules(p, desired);
@@ -342,15 +393,33 @@ pub fn tables(desired: &HostNetwork, marks: &BTreeMap<String, u16>, zones: &BTre
             }
         }
     }
-    b.objects.push(Object::map("from-port", "type ifname : verdict;", from_elems));
-    b.objects.push(Object::map("to-port", "type ifname : verdict;", to_elems));
+    b.objects.push(Object::map(
+        "from-port",
+        "type ifname : verdict;",
+        from_elems,
+    ));
+    b.objects
+        .push(Object::map("to-port", "type ifname : verdict;", to_elems));
     let zone_elems: Vec<String> = nets
         .iter()
-        .filter_map(|n| zones.get(*n).map(|z| format!("\"{}\" : {z}", names::bridge(n))))
+        .filter_map(|n| {
+            zones
+                .get(*n)
+                .map(|z| format!("\"{}\" : {z}", names::bridge(n)))
+        })
         .collect();
-    i.objects.push(Object::map("zones", "typeof iifname : ct zone;", zone_elems));
-    i.objects.push(Object::map("egress", "type mark : verdict;", egress_elems));
-    i.objects.push(Object::map("ingress", "type mark : verdict;", ingress_elems));
+    i.objects.push(Object::map(
+        "zones",
+        "typeof iifname : ct zone;",
+        zone_elems,
+    ));
+    i.objects
+        .push(Object::map("egress", "type mark : verdict;", egress_elems));
+    i.objects.push(Object::map(
+        "ingress",
+        "type mark : verdict;",
+        ingress_elems,
+    ));
     for (g, v4) in used_groups {
         let members = &groups[g.as_str()].member_ips;
         i.objects.push(Object::set(
@@ -371,7 +440,13 @@ mod tests {
     use super::*;
     use crate::model::{AddressPair, SecurityGroup};
 
-    fn rule(dir: Direction, eth: Ethertype, proto: Option<&str>, lo: Option<u32>, hi: Option<u32>) -> Rule {
+    fn rule(
+        dir: Direction,
+        eth: Ethertype,
+        proto: Option<&str>,
+        lo: Option<u32>,
+        hi: Option<u32>,
+    ) -> Rule {
         Rule {
             direction: dir,
             ethertype: eth,
@@ -386,30 +461,58 @@ mod tests {
     #[test]
     fn rules_render_like_neutron_means_them() {
         let none = BTreeSet::new();
-        let r = rule(Direction::Ingress, Ethertype::IPv4, Some("tcp"), Some(22), Some(22));
+        let r = rule(
+            Direction::Ingress,
+            Ethertype::IPv4,
+            Some("tcp"),
+            Some(22),
+            Some(22),
+        );
         assert_eq!(
             render_rule(&r, &none, "accept").unwrap(),
             "meta nfproto ipv4 meta l4proto 6 th dport 22 accept"
         );
-        let mut r = rule(Direction::Ingress, Ethertype::IPv4, Some("udp"), Some(1000), Some(2000));
+        let mut r = rule(
+            Direction::Ingress,
+            Ethertype::IPv4,
+            Some("udp"),
+            Some(1000),
+            Some(2000),
+        );
         r.remote_ip_prefix = Some("10.1.0.7/24".parse().unwrap());
         assert_eq!(
             render_rule(&r, &none, "accept").unwrap(),
             "meta nfproto ipv4 ip saddr 10.1.0.0/24 meta l4proto 17 th dport 1000-2000 accept"
         );
-        let r = rule(Direction::Ingress, Ethertype::IPv6, Some("icmp"), Some(128), None);
+        let r = rule(
+            Direction::Ingress,
+            Ethertype::IPv6,
+            Some("icmp"),
+            Some(128),
+            None,
+        );
         assert_eq!(
             render_rule(&r, &none, "accept").unwrap(),
             "meta nfproto ipv6 meta l4proto 58 icmpv6 type 128 accept"
         );
-        let r = rule(Direction::Ingress, Ethertype::IPv4, Some("icmp"), Some(8), Some(0));
+        let r = rule(
+            Direction::Ingress,
+            Ethertype::IPv4,
+            Some("icmp"),
+            Some(8),
+            Some(0),
+        );
         assert_eq!(
             render_rule(&r, &none, "accept").unwrap(),
             "meta nfproto ipv4 meta l4proto 1 icmp type 8 icmp code 0 accept"
         );
         let mut r = rule(Direction::Egress, Ethertype::IPv6, None, None, None);
         r.remote_group_id = Some("g1".into());
-        assert_eq!(render_rule(&r, &none, "return"), None, "unknown group matches nothing");
+        assert_eq!(
+            render_rule(&r, &none, "return"),
+            None,
+            "unknown group matches nothing"
+        );
         let known: BTreeSet<&str> = ["g1"].into();
         assert_eq!(
             render_rule(&r, &known, "return").unwrap(),
@@ -419,7 +522,10 @@ mod tests {
         r.remote_ip_prefix = Some("10.0.0.0/8".parse().unwrap());
         assert_eq!(render_rule(&r, &none, "accept"), None, "family mismatch");
         let r = rule(Direction::Ingress, Ethertype::IPv4, Some("gre"), None, None);
-        assert_eq!(render_rule(&r, &none, "accept").unwrap(), "meta nfproto ipv4 meta l4proto 47 accept");
+        assert_eq!(
+            render_rule(&r, &none, "accept").unwrap(),
+            "meta nfproto ipv4 meta l4proto 47 accept"
+        );
         assert_eq!(protocol_number("bogus", Ethertype::IPv4), None);
     }
 
@@ -438,7 +544,10 @@ mod tests {
             id: "p1".into(),
             network_id: "n1".into(),
             mac: "02:00:00:0a:00:12".into(),
-            fixed_ips: vec!["10.1.0.12".parse().unwrap(), "fd00:a::ff:fe0a:12".parse().unwrap()],
+            fixed_ips: vec![
+                "10.1.0.12".parse().unwrap(),
+                "fd00:a::ff:fe0a:12".parse().unwrap(),
+            ],
             tap: "tapp1".into(),
             port_security_enabled: true,
             security_groups: vec!["g1".into()],
@@ -450,18 +559,36 @@ mod tests {
     fn anti_spoofing_chain() {
         let rules = from_port_rules(&port(), 3);
         let text = rules.join("\n");
-        assert!(text.contains("ether saddr != 02:00:00:0a:00:12 drop"), "{text}");
-        assert!(text.contains("ip saddr != { 10.1.0.12, 0.0.0.0 } drop"), "{text}");
-        assert!(text.contains("ip6 saddr != { fd00:a::ff:fe0a:12, fe80::ff:fe0a:12, :: } drop"), "{text}");
-        assert!(text.ends_with("meta mark set meta mark & 0x0000ffff | 0x00030000"), "{text}");
+        assert!(
+            text.contains("ether saddr != 02:00:00:0a:00:12 drop"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ip saddr != { 10.1.0.12, 0.0.0.0 } drop"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ip6 saddr != { fd00:a::ff:fe0a:12, fe80::ff:fe0a:12, :: } drop"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("meta mark set meta mark & 0x0000ffff | 0x00030000"),
+            "{text}"
+        );
         let mut p = port();
         p.allowed_address_pairs.push(AddressPair {
             ip_address: "10.1.0.99".parse().unwrap(),
             mac_address: Some("02:00:00:00:00:99".into()),
         });
         let text = from_port_rules(&p, 3).join("\n");
-        assert!(text.contains("ether saddr != { 02:00:00:00:00:99, 02:00:00:0a:00:12 } drop"), "{text}");
-        assert!(text.contains("ip saddr != { 10.1.0.12, 10.1.0.99, 0.0.0.0 } drop"), "{text}");
+        assert!(
+            text.contains("ether saddr != { 02:00:00:00:00:99, 02:00:00:0a:00:12 } drop"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ip saddr != { 10.1.0.12, 10.1.0.99, 0.0.0.0 } drop"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -485,13 +612,31 @@ mod tests {
         let zones: BTreeMap<String, u16> = [("n1".to_string(), 7)].into();
         let t = tables(&d, &marks, &zones);
         let text: String = t.iter().map(Table::render).collect();
-        assert!(text.contains("add element bridge nubo-sg from-port { \"tapp1\" : jump f-p1 }"), "{text}");
+        assert!(
+            text.contains("add element bridge nubo-sg from-port { \"tapp1\" : jump f-p1 }"),
+            "{text}"
+        );
         assert!(!text.contains("p2"), "{text}");
-        assert!(text.contains("add element inet nubo-sg zones { \"nbr-n1\" : 7 }"), "{text}");
-        assert!(text.contains("add element inet nubo-sg r4-g1 { 10.1.0.12, 10.1.0.13 }"), "{text}");
-        assert!(text.contains("add rule inet nubo-sg i-p1 meta nfproto ipv4 ip saddr @r4-g1 accept"), "{text}");
-        assert!(text.contains("add element inet nubo-sg ingress { 0x00000001 : jump i-p1 }"), "{text}");
-        assert!(text.contains("add element inet nubo-sg egress { 0x00010000 : jump e-p1 }"), "{text}");
+        assert!(
+            text.contains("add element inet nubo-sg zones { \"nbr-n1\" : 7 }"),
+            "{text}"
+        );
+        assert!(
+            text.contains("add element inet nubo-sg r4-g1 { 10.1.0.12, 10.1.0.13 }"),
+            "{text}"
+        );
+        assert!(
+            text.contains("add rule inet nubo-sg i-p1 meta nfproto ipv4 ip saddr @r4-g1 accept"),
+            "{text}"
+        );
+        assert!(
+            text.contains("add element inet nubo-sg ingress { 0x00000001 : jump i-p1 }"),
+            "{text}"
+        );
+        assert!(
+            text.contains("add element inet nubo-sg egress { 0x00010000 : jump e-p1 }"),
+            "{text}"
+        );
         d.ports.truncate(0);
         assert!(tables(&d, &marks, &zones).is_empty());
     }
