@@ -1250,8 +1250,12 @@ impl Inner {
         }
         doomed.sort();
         for (_, name) in doomed {
-            self.run.ip(Ns::Host, &["link", "del", &name])?;
-            cx.change(format!("delete device {name}"));
+            match self.run.ip(Ns::Host, &["link", "del", &name]) {
+                Ok(()) => cx.change(format!("delete device {name}")),
+                // A veth goes with its peer when a namespace is torn down (asynchronously).
+                Err(Error::Command(m)) if m.contains("Cannot find device") => {}
+                Err(e) => return Err(e),
+            }
         }
         // Flat uplinks of removed networks stay (they are the host's); only detached.
         cx.state.taps.retain(|t| taps.contains(t));
