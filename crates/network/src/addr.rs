@@ -63,13 +63,17 @@ impl Ip {
 
     pub fn offset(&self, delta: i128) -> Option<Ip> {
         let max = max_value(self.version);
-        let value = (self.value as i128).checked_add(delta)?;
-        if value < 0 || value as u128 > max {
+        let value = if delta >= 0 {
+            self.value.checked_add(delta as u128)?
+        } else {
+            self.value.checked_sub(delta.unsigned_abs())?
+        };
+        if value > max {
             return None;
         }
         Some(Ip {
             version: self.version,
-            value: value as u128,
+            value,
         })
     }
 }
@@ -186,7 +190,9 @@ impl Cidr {
     }
 
     pub fn contains(&self, ip: &Ip) -> bool {
-        ip.version == self.ip.version && ip.value >= self.first().value && ip.value <= self.last().value
+        ip.version == self.ip.version
+            && ip.value >= self.first().value
+            && ip.value <= self.last().value
     }
 
     pub fn contains_cidr(&self, other: &Cidr) -> bool {
@@ -222,7 +228,9 @@ pub struct Range {
 
 impl Range {
     pub fn contains(&self, ip: &Ip) -> bool {
-        ip.version == self.start.version && ip.value >= self.start.value && ip.value <= self.end.value
+        ip.version == self.start.version
+            && ip.value >= self.start.value
+            && ip.value <= self.end.value
     }
 
     pub fn overlaps(&self, other: &Range) -> bool {
@@ -346,7 +354,9 @@ mod tests {
         assert_eq!(v6.to_string(), "2001:db8::/64");
         assert_eq!(v6.last().to_string(), "2001:db8::ffff:ffff:ffff:ffff");
         assert!(!Cidr::parse("10.0.0.1/24").unwrap().is_network());
-        assert!(Cidr::parse("::/0").unwrap().contains(&Ip::parse("::1").unwrap()));
+        assert!(Cidr::parse("::/0")
+            .unwrap()
+            .contains(&Ip::parse("::1").unwrap()));
         assert_eq!(Cidr::parse("0.0.0.0/0").unwrap().size(), 1 << 32);
     }
 
@@ -391,5 +401,8 @@ mod tests {
         let b = Ip::parse("10.0.0.10").unwrap().key();
         assert!(a < b);
         assert_eq!(Ip::from_key(4, &b), Ip::parse("10.0.0.10"));
+        let high = Ip::parse("fd00:10::").unwrap();
+        assert_eq!(high.offset(1).unwrap().to_string(), "fd00:10::1");
+        assert!(Ip::parse("255.255.255.255").unwrap().offset(1).is_none());
     }
 }

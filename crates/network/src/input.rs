@@ -23,8 +23,7 @@ pub fn invalid(attr: &str, reason: impl std::fmt::Display) -> Error {
 
 /// A 400 `InvalidInput` ("Invalid input for operation: ...").
 pub fn invalid_input(message: impl std::fmt::Display) -> Error {
-    Error::bad_request(format!("Invalid input for operation: {message}."))
-        .with_kind("InvalidInput")
+    Error::bad_request(format!("Invalid input for operation: {message}.")).with_kind("InvalidInput")
 }
 
 /// `repr()` of a JSON value the way Python prints it in Neutron's messages.
@@ -176,10 +175,10 @@ impl Input {
         let t = self.string("tenant_id", 255)?;
         if let (Some(p), Some(t)) = (&p, &t) {
             if p != t {
-                return Err(Error::bad_request(
-                    "'project_id' and 'tenant_id' do not match",
-                )
-                .with_kind("HTTPBadRequest"));
+                return Err(
+                    Error::bad_request("'project_id' and 'tenant_id' do not match")
+                        .with_kind("HTTPBadRequest"),
+                );
             }
         }
         match p.or(t) {
@@ -239,7 +238,10 @@ pub fn parse_subnet(attr: &str, value: &str) -> Result<Cidr> {
     if !cidr.is_network() {
         return Err(invalid(
             attr,
-            format!("'{value}' isn't a recommended CIDR, use '{}' instead", cidr.network()),
+            format!(
+                "'{value}' isn't a recommended CIDR, use '{}' instead",
+                cidr.network()
+            ),
         ));
     }
     Ok(cidr)
@@ -249,7 +251,10 @@ pub fn parse_mac(attr: &str, value: &str) -> Result<Mac> {
     let mac = Mac::parse(value)
         .ok_or_else(|| invalid(attr, format!("'{value}' is not a valid MAC address")))?;
     if mac.is_zero() || mac.is_multicast() {
-        return Err(invalid(attr, format!("'{value}' is not a valid MAC address")));
+        return Err(invalid(
+            attr,
+            format!("'{value}' is not a valid MAC address"),
+        ));
     }
     Ok(mac)
 }
@@ -278,9 +283,7 @@ pub enum CreateBody {
 pub fn create_body(body: Value, key: &str, plural: &str) -> Result<CreateBody> {
     if let Some(Value::Array(items)) = body.get(plural) {
         if items.is_empty() {
-            return Err(
-                Error::bad_request("Resources required").with_kind("HTTPBadRequest")
-            );
+            return Err(Error::bad_request("Resources required").with_kind("HTTPBadRequest"));
         }
         let mut out = Vec::with_capacity(items.len());
         for item in items {
@@ -310,7 +313,10 @@ mod tests {
 
     #[test]
     fn types_are_checked() {
-        let mut i = input(json!({"name": 5, "admin_state_up": "False", "mtu": "1400"}), Op::Create);
+        let mut i = input(
+            json!({"name": 5, "admin_state_up": "False", "mtu": "1400"}),
+            Op::Create,
+        );
         assert_eq!(i.string("name", 255).unwrap_err().status, 400);
         assert_eq!(i.boolean("admin_state_up").unwrap(), Some(false));
         assert_eq!(i.integer("mtu").unwrap(), Some(Some(1400)));
@@ -324,7 +330,9 @@ mod tests {
         assert!(err.message.contains("Unrecognized attribute(s) 'bogus'"));
         let i = input(json!({"status": "x"}), Op::Update);
         let err = i.finish().unwrap_err();
-        assert!(err.message.contains("Cannot update read-only attribute status"));
+        assert!(err
+            .message
+            .contains("Cannot update read-only attribute status"));
     }
 
     #[test]

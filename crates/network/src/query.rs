@@ -483,7 +483,10 @@ mod tests {
     }
 
     fn ids(page: &Page) -> Vec<&str> {
-        page.items.iter().map(|i| i["id"].as_str().unwrap()).collect()
+        page.items
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect()
     }
 
     #[test]
@@ -558,6 +561,9 @@ mod tests {
                 ("fixed_ips", "subnet_id=s2")
             ])
         ));
-        assert!(matches(&port, &p(&[("fixed_ips", "ip_address_substr=10.1")])));
+        assert!(matches(
+            &port,
+            &p(&[("fixed_ips", "ip_address_substr=10.1")])
+        ));
     }
 }

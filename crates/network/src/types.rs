@@ -15,7 +15,13 @@ use crate::store::subnets::SubnetRow;
 /// The availability zone every network and router lives in.
 pub const AVAILABILITY_ZONE: &str = "nova";
 
-fn standard(map: &mut Map<String, Value>, created: &str, updated: &str, revision: i64, tags: &[String]) {
+fn standard(
+    map: &mut Map<String, Value>,
+    created: &str,
+    updated: &str,
+    revision: i64,
+    tags: &[String],
+) {
     map.insert("created_at".into(), json!(created));
     map.insert("updated_at".into(), json!(updated));
     map.insert("revision_number".into(), json!(revision));
@@ -46,8 +52,14 @@ pub fn network(n: &NetworkRow, x: NetworkExtras) -> Value {
     owner(&mut m, &n.project_id);
     m.insert("router:external".into(), json!(n.external));
     m.insert("mtu".into(), json!(n.mtu));
-    m.insert("port_security_enabled".into(), json!(n.port_security_enabled));
-    m.insert("availability_zone_hints".into(), json!(n.availability_zone_hints));
+    m.insert(
+        "port_security_enabled".into(),
+        json!(n.port_security_enabled),
+    );
+    m.insert(
+        "availability_zone_hints".into(),
+        json!(n.availability_zone_hints),
+    );
     m.insert("availability_zones".into(), json!([AVAILABILITY_ZONE]));
     m.insert("ipv4_address_scope".into(), Value::Null);
     m.insert("ipv6_address_scope".into(), Value::Null);
@@ -55,10 +67,19 @@ pub fn network(n: &NetworkRow, x: NetworkExtras) -> Value {
     m.insert("is_default".into(), json!(n.is_default));
     if x.admin {
         m.insert("provider:network_type".into(), json!(n.network_type));
-        m.insert("provider:physical_network".into(), json!(n.physical_network));
+        m.insert(
+            "provider:physical_network".into(),
+            json!(n.physical_network),
+        );
         m.insert("provider:segmentation_id".into(), json!(n.segmentation_id));
     }
-    standard(&mut m, &n.created_at, &n.updated_at, n.revision_number, x.tags);
+    standard(
+        &mut m,
+        &n.created_at,
+        &n.updated_at,
+        n.revision_number,
+        x.tags,
+    );
     Value::Object(m)
 }
 
@@ -81,7 +102,13 @@ pub fn subnet(s: &SubnetRow, external: bool, tags: &[String]) -> Value {
     m.insert("subnetpool_id".into(), json!(s.subnetpool_id));
     m.insert("service_types".into(), json!(s.service_types));
     m.insert("router:external".into(), json!(external));
-    standard(&mut m, &s.created_at, &s.updated_at, s.revision_number, tags);
+    standard(
+        &mut m,
+        &s.created_at,
+        &s.updated_at,
+        s.revision_number,
+        tags,
+    );
     Value::Object(m)
 }
 
@@ -100,7 +127,13 @@ pub fn subnetpool(p: &SubnetPoolRow, tags: &[String]) -> Value {
     m.insert("is_default".into(), json!(p.is_default));
     m.insert("default_quota".into(), json!(p.default_quota));
     m.insert("address_scope_id".into(), json!(p.address_scope_id));
-    standard(&mut m, &p.created_at, &p.updated_at, p.revision_number, tags);
+    standard(
+        &mut m,
+        &p.created_at,
+        &p.updated_at,
+        p.revision_number,
+        tags,
+    );
     Value::Object(m)
 }
 
@@ -131,18 +164,36 @@ pub fn port(p: &PortRow, x: PortExtras) -> Value {
     m.insert("device_id".into(), json!(p.device_id));
     m.insert("device_owner".into(), json!(p.device_owner));
     m.insert("fixed_ips".into(), fixed_ips(x.fixed_ips));
-    m.insert("allowed_address_pairs".into(), json!(p.allowed_address_pairs));
+    m.insert(
+        "allowed_address_pairs".into(),
+        json!(p.allowed_address_pairs),
+    );
     m.insert("extra_dhcp_opts".into(), json!(p.extra_dhcp_opts));
     m.insert("security_groups".into(), json!(x.security_groups));
-    m.insert("port_security_enabled".into(), json!(p.port_security_enabled));
+    m.insert(
+        "port_security_enabled".into(),
+        json!(p.port_security_enabled),
+    );
     m.insert("binding:vnic_type".into(), json!(p.vnic_type));
     if x.admin {
         m.insert("binding:host_id".into(), json!(p.host_id));
         m.insert("binding:vif_type".into(), json!(p.vif_type));
-        m.insert("binding:vif_details".into(), Value::Object(p.vif_details.clone()));
-        m.insert("binding:profile".into(), Value::Object(p.binding_profile.clone()));
+        m.insert(
+            "binding:vif_details".into(),
+            Value::Object(p.vif_details.clone()),
+        );
+        m.insert(
+            "binding:profile".into(),
+            Value::Object(p.binding_profile.clone()),
+        );
     }
-    standard(&mut m, &p.created_at, &p.updated_at, p.revision_number, x.tags);
+    standard(
+        &mut m,
+        &p.created_at,
+        &p.updated_at,
+        p.revision_number,
+        x.tags,
+    );
     Value::Object(m)
 }
 
@@ -176,7 +227,13 @@ pub fn security_group(g: &GroupRow, rules: &[RuleRow], tags: &[String]) -> Value
         "security_group_rules".into(),
         json!(rules.iter().map(rule).collect::<Vec<_>>()),
     );
-    standard(&mut m, &g.created_at, &g.updated_at, g.revision_number, tags);
+    standard(
+        &mut m,
+        &g.created_at,
+        &g.updated_at,
+        g.revision_number,
+        tags,
+    );
     Value::Object(m)
 }
 
@@ -202,9 +259,18 @@ pub fn router(r: &RouterRow, gw_ips: &[FixedIp], tags: &[String]) -> Value {
     owner(&mut m, &r.project_id);
     m.insert("external_gateway_info".into(), gateway_info(r, gw_ips));
     m.insert("routes".into(), json!(r.routes));
-    m.insert("availability_zone_hints".into(), json!(r.availability_zone_hints));
+    m.insert(
+        "availability_zone_hints".into(),
+        json!(r.availability_zone_hints),
+    );
     m.insert("availability_zones".into(), json!([AVAILABILITY_ZONE]));
-    standard(&mut m, &r.created_at, &r.updated_at, r.revision_number, tags);
+    standard(
+        &mut m,
+        &r.created_at,
+        &r.updated_at,
+        r.revision_number,
+        tags,
+    );
     Value::Object(m)
 }
 
@@ -274,7 +340,13 @@ pub fn floatingip(
             })
             .collect::<Vec<_>>()),
     );
-    standard(&mut m, &f.created_at, &f.updated_at, f.revision_number, tags);
+    standard(
+        &mut m,
+        &f.created_at,
+        &f.updated_at,
+        f.revision_number,
+        tags,
+    );
     Value::Object(m)
 }
 

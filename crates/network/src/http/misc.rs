@@ -38,7 +38,7 @@ fn network_base(state: &AppState, headers: &HeaderMap) -> String {
 }
 
 /// `GET /network`: the one version, `v2.0`.
-async fn versions(axum::extract::State(s): State<AppState>, headers: HeaderMap) -> Json<Value> {
+pub(super) async fn versions(State(s): State<AppState>, headers: HeaderMap) -> Json<Value> {
     let base = network_base(&s, &headers);
     Json(json!({"versions": [{
         "id": "v2.0",

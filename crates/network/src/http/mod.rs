@@ -64,6 +64,11 @@ pub fn router(service: Arc<NetworkService>, validator: SharedValidator) -> Route
     Router::new().fallback_service(service)
 }
 
+/// `GET /network/` (with the slash, which nesting does not reach): the versions document.
+pub fn root_versions(service: Arc<NetworkService>) -> axum::routing::MethodRouter {
+    axum::routing::get(misc::versions).with_state(service)
+}
+
 /// `/v2.0/networks.json` -> `/v2.0/networks`.
 fn strip_json_suffix(mut request: Request) -> Request {
     let path = request.uri().path();

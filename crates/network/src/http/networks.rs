@@ -18,25 +18,51 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn list(State(s): State<AppState>, caller: Caller, list: ListRequest) -> Result<Json<Value>> {
-    let page_ = s.list_networks(&ctx(&caller)?, &list.params, &list.base()).await?;
+    let page_ = s
+        .list_networks(&ctx(&caller)?, &list.params, &list.base())
+        .await?;
     Ok(page("networks", page_))
 }
 
-async fn show(State(s): State<AppState>, caller: Caller, Path(id): Path<String>, fields: Fields) -> Result<Json<Value>> {
-    Ok(one("network", s.get_network(&ctx(&caller)?, &id).await?, &fields))
+async fn show(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    fields: Fields,
+) -> Result<Json<Value>> {
+    Ok(one(
+        "network",
+        s.get_network(&ctx(&caller)?, &id).await?,
+        &fields,
+    ))
 }
 
-async fn create(State(s): State<AppState>, caller: Caller, JsonBody(body): JsonBody<Value>) -> Result<Response> {
+async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response> {
     let body = create_body(body, "network", "networks")?;
     Ok(created(s.create_networks(&ctx(&caller)?, body).await?))
 }
 
-async fn update(State(s): State<AppState>, caller: Caller, Path(id): Path<String>, JsonBody(body): JsonBody<Value>) -> Result<Json<Value>> {
+async fn update(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>> {
     let map = member(body, "network")?;
-    Ok(Json(json!({"network": s.update_network(&ctx(&caller)?, &id, map).await?})))
+    Ok(Json(
+        json!({"network": s.update_network(&ctx(&caller)?, &id, map).await?}),
+    ))
 }
 
-async fn delete(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+async fn delete(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response> {
     s.delete_network(&ctx(&caller)?, &id).await?;
     Ok(no_content())
 }

@@ -18,25 +18,47 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn list(State(s): State<AppState>, caller: Caller, list: ListRequest) -> Result<Json<Value>> {
-    let page_ = s.list_ports(&ctx(&caller)?, &list.params, &list.base()).await?;
+    let page_ = s
+        .list_ports(&ctx(&caller)?, &list.params, &list.base())
+        .await?;
     Ok(page("ports", page_))
 }
 
-async fn show(State(s): State<AppState>, caller: Caller, Path(id): Path<String>, fields: Fields) -> Result<Json<Value>> {
+async fn show(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    fields: Fields,
+) -> Result<Json<Value>> {
     Ok(one("port", s.get_port(&ctx(&caller)?, &id).await?, &fields))
 }
 
-async fn create(State(s): State<AppState>, caller: Caller, JsonBody(body): JsonBody<Value>) -> Result<Response> {
+async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response> {
     let body = create_body(body, "port", "ports")?;
     Ok(created(s.create_ports(&ctx(&caller)?, body).await?))
 }
 
-async fn update(State(s): State<AppState>, caller: Caller, Path(id): Path<String>, JsonBody(body): JsonBody<Value>) -> Result<Json<Value>> {
+async fn update(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>> {
     let map = member(body, "port")?;
-    Ok(Json(json!({"port": s.update_port(&ctx(&caller)?, &id, map).await?})))
+    Ok(Json(
+        json!({"port": s.update_port(&ctx(&caller)?, &id, map).await?}),
+    ))
 }
 
-async fn delete(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+async fn delete(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response> {
     s.delete_port(&ctx(&caller)?, &id).await?;
     Ok(no_content())
 }

@@ -14,7 +14,10 @@ use crate::input::member;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v2.0/quotas", get(list))
-        .route("/v2.0/quotas/{project}", get(show).put(update).delete(reset))
+        .route(
+            "/v2.0/quotas/{project}",
+            get(show).put(update).delete(reset),
+        )
         .route("/v2.0/quotas/{project}/default", get(defaults))
         .route("/v2.0/quotas/{project}/details", get(details))
 }
@@ -23,24 +26,45 @@ async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>> 
     Ok(Json(s.list_quotas(&ctx(&caller)?).await?))
 }
 
-async fn show(State(s): State<AppState>, caller: Caller, Path(project): Path<String>) -> Result<Json<Value>> {
+async fn show(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(project): Path<String>,
+) -> Result<Json<Value>> {
     Ok(Json(s.show_quota(&ctx(&caller)?, &project).await?))
 }
 
-async fn defaults(State(s): State<AppState>, caller: Caller, Path(project): Path<String>) -> Result<Json<Value>> {
+async fn defaults(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(project): Path<String>,
+) -> Result<Json<Value>> {
     Ok(Json(s.default_quota(&ctx(&caller)?, &project).await?))
 }
 
-async fn details(State(s): State<AppState>, caller: Caller, Path(project): Path<String>) -> Result<Json<Value>> {
+async fn details(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(project): Path<String>,
+) -> Result<Json<Value>> {
     Ok(Json(s.quota_details(&ctx(&caller)?, &project).await?))
 }
 
-async fn update(State(s): State<AppState>, caller: Caller, Path(project): Path<String>, JsonBody(body): JsonBody<Value>) -> Result<Json<Value>> {
+async fn update(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(project): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>> {
     let map = member(body, "quota")?;
     Ok(Json(s.update_quota(&ctx(&caller)?, &project, map).await?))
 }
 
-async fn reset(State(s): State<AppState>, caller: Caller, Path(project): Path<String>) -> Result<Response> {
+async fn reset(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(project): Path<String>,
+) -> Result<Response> {
     s.reset_quota(&ctx(&caller)?, &project).await?;
     Ok(no_content())
 }

@@ -33,30 +33,61 @@ pub fn routes() -> Router<AppState> {
     router
 }
 
-async fn list(State(s): State<AppState>, caller: Caller, Path(id): Path<String>, c: &'static str) -> Result<Json<Value>> {
+async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    c: &'static str,
+) -> Result<Json<Value>> {
     Ok(Json(s.list_tags(&ctx(&caller)?, c, &id).await?))
 }
 
-async fn replace(State(s): State<AppState>, caller: Caller, Path(id): Path<String>, JsonBody(body): JsonBody<Value>, c: &'static str) -> Result<Json<Value>> {
+async fn replace(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+    c: &'static str,
+) -> Result<Json<Value>> {
     Ok(Json(s.replace_tags(&ctx(&caller)?, c, &id, body).await?))
 }
 
-async fn clear(State(s): State<AppState>, caller: Caller, Path(id): Path<String>, c: &'static str) -> Result<Response> {
+async fn clear(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    c: &'static str,
+) -> Result<Response> {
     s.clear_tags(&ctx(&caller)?, c, &id).await?;
     Ok(no_content())
 }
 
-async fn check(State(s): State<AppState>, caller: Caller, Path((id, tag)): Path<(String, String)>, c: &'static str) -> Result<Response> {
+async fn check(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((id, tag)): Path<(String, String)>,
+    c: &'static str,
+) -> Result<Response> {
     s.check_tag(&ctx(&caller)?, c, &id, &tag).await?;
     Ok(no_content())
 }
 
-async fn add(State(s): State<AppState>, caller: Caller, Path((id, tag)): Path<(String, String)>, c: &'static str) -> Result<Response> {
+async fn add(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((id, tag)): Path<(String, String)>,
+    c: &'static str,
+) -> Result<Response> {
     s.add_tag(&ctx(&caller)?, c, &id, &tag).await?;
     Ok(StatusCode::CREATED.into_response())
 }
 
-async fn remove(State(s): State<AppState>, caller: Caller, Path((id, tag)): Path<(String, String)>, c: &'static str) -> Result<Response> {
+async fn remove(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((id, tag)): Path<(String, String)>,
+    c: &'static str,
+) -> Result<Response> {
     s.remove_tag(&ctx(&caller)?, c, &id, &tag).await?;
     Ok(no_content())
 }

@@ -33,11 +33,17 @@ fn first_address(cidr: &str) -> Option<String> {
 
 impl NetworkService {
     /// Makes DevStack's default networks for `admin_project` unless they exist.
-    pub async fn ensure_default_networks(&self, admin_project: &str, config: &NetworkConfig) -> Result<DefaultNetworks> {
+    pub async fn ensure_default_networks(
+        &self,
+        admin_project: &str,
+        config: &NetworkConfig,
+    ) -> Result<DefaultNetworks> {
         let ctx = Ctx::system(admin_project);
         {
             let mut conn = self.read().await?;
-            if let Some(n) = store::networks::find_by_name(&mut conn, admin_project, "public").await? {
+            if let Some(n) =
+                store::networks::find_by_name(&mut conn, admin_project, "public").await?
+            {
                 return Ok(DefaultNetworks {
                     public_network_id: n.id,
                     created: false,
@@ -55,7 +61,10 @@ impl NetworkService {
                 }))),
             )
             .await?;
-        let public_id = public["network"]["id"].as_str().unwrap_or_default().to_string();
+        let public_id = public["network"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         self.create_subnets(
             &ctx,
             CreateBody::One(object(json!({
@@ -85,7 +94,10 @@ impl NetworkService {
         let private = self
             .create_networks(&ctx, CreateBody::One(object(json!({"name": "private"}))))
             .await?;
-        let private_id = private["network"]["id"].as_str().unwrap_or_default().to_string();
+        let private_id = private["network"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let mut subnet_ids = Vec::new();
         let v4 = self
             .create_subnets(
@@ -126,7 +138,10 @@ impl NetworkService {
                 }))),
             )
             .await?;
-        let router_id = router["router"]["id"].as_str().unwrap_or_default().to_string();
+        let router_id = router["router"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         for subnet_id in subnet_ids {
             self.add_router_interface(&ctx, &router_id, object(json!({ "subnet_id": subnet_id })))
                 .await?;

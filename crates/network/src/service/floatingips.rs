@@ -91,7 +91,12 @@ impl NetworkService {
         Ok(types::floatingip(f, port.as_ref(), &forwardings, &tags))
     }
 
-    pub async fn list_floatingips(&self, ctx: &Ctx, params: &ListParams, base: &LinkBase<'_>) -> Result<Page> {
+    pub async fn list_floatingips(
+        &self,
+        ctx: &Ctx,
+        params: &ListParams,
+        base: &LinkBase<'_>,
+    ) -> Result<Page> {
         query::validate(params, &SCHEMA)?;
         let mut conn = self.read().await?;
         let project = (!ctx.admin).then_some(ctx.project.as_str());
@@ -130,12 +135,19 @@ impl NetworkService {
         Ok(result)
     }
 
-    async fn create_fip_tx(&self, tx: &mut Tx, ctx: &Ctx, map: Map<String, Value>) -> Result<FloatingIpRow> {
+    async fn create_fip_tx(
+        &self,
+        tx: &mut Tx,
+        ctx: &Ctx,
+        map: Map<String, Value>,
+    ) -> Result<FloatingIpRow> {
         let mut input = Input::new(Op::Create, map, &READ_ONLY[..3]);
         let project = input.project(&ctx.project, ctx.admin)?;
         let network_id = input.string("floating_network_id", 36)?.ok_or_else(|| {
-            Error::bad_request("Failed to parse request. Required attribute 'floating_network_id' not specified")
-                .with_kind("HTTPBadRequest")
+            Error::bad_request(
+                "Failed to parse request. Required attribute 'floating_network_id' not specified",
+            )
+            .with_kind("HTTPBadRequest")
         })?;
         let address = input.nullable_string("floating_ip_address", 64)?.flatten();
         let subnet_id = input.nullable_string("subnet_id", 36)?.flatten();
@@ -169,7 +181,10 @@ impl NetworkService {
                 ip_address: Some(a.clone()),
             },
             (None, Some(s)) => {
-                let subnet = subnets.iter().find(|x| &x.id == s).ok_or_else(|| not_found("Subnet", s))?;
+                let subnet = subnets
+                    .iter()
+                    .find(|x| &x.id == s)
+                    .ok_or_else(|| not_found("Subnet", s))?;
                 if subnet.ip_version != 4 {
                     return Err(bad_fip(format!("Subnet {s} is not an IPv4 subnet")));
                 }
@@ -227,7 +242,8 @@ impl NetworkService {
             revision_number: 0,
         };
         if let Some(port_id) = port_id {
-            self.associate(tx, ctx, &mut f, &port_id, fixed_ip.as_deref()).await?;
+            self.associate(tx, ctx, &mut f, &port_id, fixed_ip.as_deref())
+                .await?;
         }
         store::floatingips::insert(tx, &f).await?;
         for tag in tags {
@@ -239,7 +255,14 @@ impl NetworkService {
 
     /// Points `f` at `port_id` (and one of its IPv4 addresses), through the router that connects
     /// them. The caller saves `f`.
-    async fn associate(&self, conn: &mut Conn, ctx: &Ctx, f: &mut FloatingIpRow, port_id: &str, fixed_ip: Option<&str>) -> Result<()> {
+    async fn associate(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        f: &mut FloatingIpRow,
+        port_id: &str,
+        fixed_ip: Option<&str>,
+    ) -> Result<()> {
         let port = self.visible_port(conn, ctx, port_id).await?;
         if port.project_id != f.project_id && !ctx.admin {
             return Err(bad_fip(format!(
@@ -249,11 +272,17 @@ impl NetworkService {
         let ips = self.fixed_ips(conn, &port.id).await?;
         let chosen = match fixed_ip {
             Some(text) => {
-                let canonical = crate::addr::canonical_ip(text)
-                    .ok_or_else(|| invalid("fixed_ip_address", format!("'{text}' is not a valid IP address")))?;
+                let canonical = crate::addr::canonical_ip(text).ok_or_else(|| {
+                    invalid(
+                        "fixed_ip_address",
+                        format!("'{text}' is not a valid IP address"),
+                    )
+                })?;
                 ips.into_iter()
                     .find(|i| i.ip_address == canonical)
-                    .ok_or_else(|| bad_fip(format!("Port {port_id} does not have fixed ip {text}")))?
+                    .ok_or_else(|| {
+                        bad_fip(format!("Port {port_id} does not have fixed ip {text}"))
+                    })?
             }
             None => {
                 let v4: Vec<_> = ips
@@ -284,7 +313,9 @@ impl NetworkService {
                 .with_kind("ExternalGatewayForFloatingIPNotFound")
             })?;
         for other in store::floatingips::of_fixed_port(conn, &port.id).await? {
-            if other.id != f.id && other.fixed_ip_address.as_deref() == Some(chosen.ip_address.as_str()) {
+            if other.id != f.id
+                && other.fixed_ip_address.as_deref() == Some(chosen.ip_address.as_str())
+            {
                 return Err(in_use(
                     "FloatingIPPortAlreadyAssociated",
                     format!(
@@ -294,7 +325,10 @@ impl NetworkService {
                 ));
             }
         }
-        if !store::floatingips::list_forwardings(conn, Some(&f.id)).await?.is_empty() {
+        if !store::floatingips::list_forwardings(conn, Some(&f.id))
+            .await?
+            .is_empty()
+        {
             return Err(in_use(
                 "FipInUseByPortForwarding",
                 format!("Floating IP {} has port forwardings; it cannot also be associated with a port.", f.id),
@@ -307,7 +341,12 @@ impl NetworkService {
         Ok(())
     }
 
-    pub async fn update_floatingip(&self, ctx: &Ctx, id: &str, map: Map<String, Value>) -> Result<Value> {
+    pub async fn update_floatingip(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        map: Map<String, Value>,
+    ) -> Result<Value> {
         let mut tx = self.write().await?;
         let mut f = self.visible_fip(&mut tx, ctx, id).await?;
         ctx.require_member("update_floatingip")?;
@@ -324,7 +363,8 @@ impl NetworkService {
         input.finish()?;
         match port_id {
             Some(Some(port_id)) => {
-                self.associate(&mut tx, ctx, &mut f, &port_id, fixed_ip.as_deref()).await?;
+                self.associate(&mut tx, ctx, &mut f, &port_id, fixed_ip.as_deref())
+                    .await?;
             }
             Some(None) => {
                 f.fixed_port_id = None;
@@ -338,7 +378,10 @@ impl NetworkService {
         f.revision_number += 1;
         if let Err(err) = store::floatingips::update(&mut tx, &f).await {
             if is_unique_violation(&err) {
-                return Err(in_use("FloatingIPPortAlreadyAssociated", "That fixed IP already has a floating IP."));
+                return Err(in_use(
+                    "FloatingIPPortAlreadyAssociated",
+                    "That fixed IP already has a floating IP.",
+                ));
             }
             return Err(err.into());
         }
@@ -367,7 +410,13 @@ impl NetworkService {
 
     // ---- port forwardings ----
 
-    pub async fn list_port_forwardings(&self, ctx: &Ctx, fip_id: &str, params: &ListParams, base: &LinkBase<'_>) -> Result<Page> {
+    pub async fn list_port_forwardings(
+        &self,
+        ctx: &Ctx,
+        fip_id: &str,
+        params: &ListParams,
+        base: &LinkBase<'_>,
+    ) -> Result<Page> {
         query::validate(params, &PF_SCHEMA)?;
         let mut conn = self.read().await?;
         let f = self.visible_fip(&mut conn, ctx, fip_id).await?;
@@ -379,7 +428,13 @@ impl NetworkService {
         query::apply(items, params, &PF_SCHEMA, base)
     }
 
-    async fn visible_forwarding(&self, conn: &mut Conn, ctx: &Ctx, fip_id: &str, id: &str) -> Result<(FloatingIpRow, PortForwardingRow)> {
+    async fn visible_forwarding(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        fip_id: &str,
+        id: &str,
+    ) -> Result<(FloatingIpRow, PortForwardingRow)> {
         let f = self.visible_fip(conn, ctx, fip_id).await?;
         let pf = store::floatingips::list_forwardings(conn, Some(&f.id))
             .await?
@@ -395,7 +450,12 @@ impl NetworkService {
         Ok(types::port_forwarding(&pf))
     }
 
-    pub async fn create_port_forwarding(&self, ctx: &Ctx, fip_id: &str, map: Map<String, Value>) -> Result<Value> {
+    pub async fn create_port_forwarding(
+        &self,
+        ctx: &Ctx,
+        fip_id: &str,
+        map: Map<String, Value>,
+    ) -> Result<Value> {
         let mut tx = self.write().await?;
         let mut f = self.visible_fip(&mut tx, ctx, fip_id).await?;
         ctx.require_member("create_floatingip_port_forwarding")?;
@@ -440,7 +500,13 @@ impl NetworkService {
 
     /// The internal address must be the port's, and a router must join it to the floating IP's
     /// network; external port ranges of one protocol may not overlap.
-    async fn check_forwarding_target(&self, conn: &mut Conn, ctx: &Ctx, f: &FloatingIpRow, pf: &PortForwardingRow) -> Result<String> {
+    async fn check_forwarding_target(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        f: &FloatingIpRow,
+        pf: &PortForwardingRow,
+    ) -> Result<String> {
         let port: PortRow = self.visible_port(conn, ctx, &pf.internal_port_id).await?;
         let ips = self.fixed_ips(conn, &port.id).await?;
         let ip = ips
@@ -475,7 +541,13 @@ impl NetworkService {
         Ok(router.id)
     }
 
-    pub async fn update_port_forwarding(&self, ctx: &Ctx, fip_id: &str, id: &str, map: Map<String, Value>) -> Result<Value> {
+    pub async fn update_port_forwarding(
+        &self,
+        ctx: &Ctx,
+        fip_id: &str,
+        id: &str,
+        map: Map<String, Value>,
+    ) -> Result<Value> {
         let mut tx = self.write().await?;
         let (f, mut pf) = self.visible_forwarding(&mut tx, ctx, fip_id, id).await?;
         ctx.require_member("update_floatingip_port_forwarding")?;
@@ -498,7 +570,11 @@ impl NetworkService {
         let (mut f, pf) = self.visible_forwarding(&mut tx, ctx, fip_id, id).await?;
         ctx.require_member("delete_floatingip_port_forwarding")?;
         store::floatingips::delete_forwarding(&mut tx, &pf.id).await?;
-        if f.fixed_port_id.is_none() && store::floatingips::list_forwardings(&mut tx, Some(&f.id)).await?.is_empty() {
+        if f.fixed_port_id.is_none()
+            && store::floatingips::list_forwardings(&mut tx, Some(&f.id))
+                .await?
+                .is_empty()
+        {
             f.router_id = None;
             f.status = "DOWN".into();
             f.updated_at = now();
@@ -520,25 +596,37 @@ fn forwarding_conflict(pf: &PortForwardingRow) -> Error {
 }
 
 fn port_range(attr: &str, value: &Value) -> Result<(i64, i64)> {
-    let parse = |v: &str| v.trim().parse::<i64>().ok().filter(|n| (1..=65535).contains(n));
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=65535).contains(n))
+    };
     let range = match value {
         Value::String(s) => match s.split_once(':') {
             Some((a, b)) => parse(a).zip(parse(b)),
             None => parse(s).map(|n| (n, n)),
         },
-        v => to_int(v).filter(|n| (1..=65535).contains(n)).map(|n| (n, n)),
+        v => to_int(v)
+            .filter(|n| (1..=65535).contains(n))
+            .map(|n| (n, n)),
     };
     match range {
         Some((a, b)) if a <= b => Ok((a, b)),
-        _ => Err(invalid(attr, format!("'{value}' is not a valid port or port range"))),
+        _ => Err(invalid(
+            attr,
+            format!("'{value}' is not a valid port or port range"),
+        )),
     }
 }
 
 /// Reads a port forwarding's attributes into `pf` (all required on create).
 fn fill_forwarding(input: &mut Input, pf: &mut PortForwardingRow, create: bool) -> Result<()> {
     let required = |name: &str| {
-        Error::bad_request(format!("Failed to parse request. Required attribute '{name}' not specified"))
-            .with_kind("HTTPBadRequest")
+        Error::bad_request(format!(
+            "Failed to parse request. Required attribute '{name}' not specified"
+        ))
+        .with_kind("HTTPBadRequest")
     };
     if let Some(v) = input.string("internal_port_id", 36)? {
         pf.internal_port_id = v;
@@ -546,14 +634,21 @@ fn fill_forwarding(input: &mut Input, pf: &mut PortForwardingRow, create: bool) 
         return Err(required("internal_port_id"));
     }
     if let Some(v) = input.string("internal_ip_address", 64)? {
-        pf.internal_ip_address = crate::addr::canonical_ip(&v)
-            .ok_or_else(|| invalid("internal_ip_address", format!("'{v}' is not a valid IP address")))?;
+        pf.internal_ip_address = crate::addr::canonical_ip(&v).ok_or_else(|| {
+            invalid(
+                "internal_ip_address",
+                format!("'{v}' is not a valid IP address"),
+            )
+        })?;
     } else if create {
         return Err(required("internal_ip_address"));
     }
     if let Some(v) = input.string("protocol", 8)? {
         if v != "tcp" && v != "udp" {
-            return Err(invalid("protocol", format!("'{v}' is not in ['tcp', 'udp']")));
+            return Err(invalid(
+                "protocol",
+                format!("'{v}' is not in ['tcp', 'udp']"),
+            ));
         }
         pf.protocol = v;
     } else if create {
@@ -562,8 +657,12 @@ fn fill_forwarding(input: &mut Input, pf: &mut PortForwardingRow, create: bool) 
     if let Some(v) = input.string("description", 255)? {
         pf.description = v;
     }
-    let internal = input.take("internal_port").or_else(|| input.take("internal_port_range"));
-    let external = input.take("external_port").or_else(|| input.take("external_port_range"));
+    let internal = input
+        .take("internal_port")
+        .or_else(|| input.take("internal_port_range"));
+    let external = input
+        .take("external_port")
+        .or_else(|| input.take("external_port_range"));
     match internal {
         Some(v) => {
             let (a, b) = port_range("internal_port", &v)?;

@@ -189,7 +189,12 @@ pub struct ServerPortRequest {
 }
 
 impl NetworkService {
-    fn state_of(p: &PortRow, ips: &[store::ports::FixedIp], groups: &[String], mtu: i64) -> PortState {
+    fn state_of(
+        p: &PortRow,
+        ips: &[store::ports::FixedIp],
+        groups: &[String],
+        mtu: i64,
+    ) -> PortState {
         PortState {
             id: p.id.clone(),
             network_id: p.network_id.clone(),
@@ -223,7 +228,11 @@ impl NetworkService {
         }
     }
 
-    async fn port_states(&self, conn: &mut store::Conn, ports: &[PortRow]) -> Result<Vec<PortState>> {
+    async fn port_states(
+        &self,
+        conn: &mut store::Conn,
+        ports: &[PortRow],
+    ) -> Result<Vec<PortState>> {
         let ids: Vec<String> = ports.iter().map(|p| p.id.clone()).collect();
         let ips = store::ports::fixed_ips_of(conn, &ids).await?;
         let groups = store::ports::security_groups_of(conn, &ids).await?;
@@ -252,7 +261,12 @@ impl NetworkService {
     }
 
     /// Resolves security group names or ids of `project` to ids.
-    async fn resolve_groups(&self, conn: &mut store::Conn, project: &str, names: &[String]) -> Result<Vec<String>> {
+    async fn resolve_groups(
+        &self,
+        conn: &mut store::Conn,
+        project: &str,
+        names: &[String],
+    ) -> Result<Vec<String>> {
         let groups = store::security_groups::list_groups(conn, Some(project)).await?;
         let mut out = Vec::new();
         for name in names {
@@ -284,7 +298,12 @@ impl NetworkService {
     pub async fn create_server_port(&self, req: &ServerPortRequest) -> Result<PortState> {
         let ctx = Ctx::system(&req.project_id);
         let mut tx = self.write().await?;
-        let mut new = NewPort::internal(&req.network_id, &req.project_id, &req.server_id, COMPUTE_OWNER);
+        let mut new = NewPort::internal(
+            &req.network_id,
+            &req.project_id,
+            &req.server_id,
+            COMPUTE_OWNER,
+        );
         if !req.host.is_empty() {
             new.host_id = Some(req.host.clone());
         }
@@ -295,7 +314,10 @@ impl NetworkService {
             }]);
         }
         if let Some(groups) = &req.security_groups {
-            new.security_groups = Some(self.resolve_groups(&mut tx, &req.project_id, groups).await?);
+            new.security_groups = Some(
+                self.resolve_groups(&mut tx, &req.project_id, groups)
+                    .await?,
+            );
         }
         // A server may only use networks its project may use.
         let access = super::Access::load(&mut tx).await?;
@@ -312,14 +334,22 @@ impl NetworkService {
             return Err(super::policy("create_port"));
         }
         let port = self.create_port_tx(&mut tx, &ctx, new).await?;
-        let state = self.port_states(&mut tx, std::slice::from_ref(&port)).await?;
+        let state = self
+            .port_states(&mut tx, std::slice::from_ref(&port))
+            .await?;
         tx.commit().await?;
         Ok(state.into_iter().next().expect("one port"))
     }
 
     /// Attaches a port the user made to a server: sets its device and binds it to `host`.
     /// 409 `PortInUse` when another device has it.
-    pub async fn bind_server_port(&self, project_id: &str, port_id: &str, server_id: &str, host: &str) -> Result<PortState> {
+    pub async fn bind_server_port(
+        &self,
+        project_id: &str,
+        port_id: &str,
+        server_id: &str,
+        host: &str,
+    ) -> Result<PortState> {
         let mut tx = self.write().await?;
         let mut p = match store::ports::get(&mut tx, port_id).await? {
             Some(p) if p.project_id == project_id => p,
@@ -337,8 +367,16 @@ impl NetworkService {
         p.device_id = server_id.to_string();
         p.device_owner = COMPUTE_OWNER.into();
         p.host_id = host.to_string();
-        p.vif_type = if host.is_empty() { "unbound".into() } else { VIF_TYPE.into() };
-        p.vif_details = if host.is_empty() { Map::new() } else { super::ports::vif_details() };
+        p.vif_type = if host.is_empty() {
+            "unbound".into()
+        } else {
+            VIF_TYPE.into()
+        };
+        p.vif_details = if host.is_empty() {
+            Map::new()
+        } else {
+            super::ports::vif_details()
+        };
         p.updated_at = now();
         p.revision_number += 1;
         store::ports::update(&mut tx, &p).await?;
@@ -390,14 +428,18 @@ impl NetworkService {
         let Some(p) = store::ports::get(&mut conn, port_id).await? else {
             return Ok(None);
         };
-        Ok(self.port_states(&mut conn, std::slice::from_ref(&p)).await?.pop())
+        Ok(self
+            .port_states(&mut conn, std::slice::from_ref(&p))
+            .await?
+            .pop())
     }
 
     /// The data plane's report: the port is up (`ACTIVE`) or not (`DOWN`). Unknown ports are
     /// ignored (they were deleted meanwhile).
     pub async fn set_port_status(&self, port_id: &str, up: bool) -> Result<()> {
         let mut tx = self.write().await?;
-        store::ports::set_status(&mut tx, port_id, if up { "ACTIVE" } else { "DOWN" }, &now()).await?;
+        store::ports::set_status(&mut tx, port_id, if up { "ACTIVE" } else { "DOWN" }, &now())
+            .await?;
         tx.commit().await
     }
 
@@ -491,8 +533,15 @@ impl NetworkService {
                 let mut member_ips: Vec<String> = Vec::new();
                 for p in &all_ports {
                     if memberships.get(&p.id).is_some_and(|gs| gs.contains(&g.id)) {
-                        member_ips.extend(all_ips.get(&p.id).into_iter().flatten().map(|i| i.ip_address.clone()));
-                        member_ips.extend(p.allowed_address_pairs.iter().map(|a| a.ip_address.clone()));
+                        member_ips.extend(
+                            all_ips
+                                .get(&p.id)
+                                .into_iter()
+                                .flatten()
+                                .map(|i| i.ip_address.clone()),
+                        );
+                        member_ips
+                            .extend(p.allowed_address_pairs.iter().map(|a| a.ip_address.clone()));
                     }
                 }
                 member_ips.sort();
@@ -521,7 +570,10 @@ impl NetworkService {
             .collect();
 
         // Routers attached to those networks.
-        let cidr_of: HashMap<&str, &str> = subnets.iter().map(|s| (s.id.as_str(), s.cidr.as_str())).collect();
+        let cidr_of: HashMap<&str, &str> = subnets
+            .iter()
+            .map(|s| (s.id.as_str(), s.cidr.as_str()))
+            .collect();
         let router_port = |p: &PortRow| RouterPortState {
             port_id: p.id.clone(),
             network_id: p.network_id.clone(),
@@ -533,7 +585,10 @@ impl NetworkService {
                 .map(|i| {
                     (
                         i.ip_address.clone(),
-                        cidr_of.get(i.subnet_id.as_str()).map(|c| c.to_string()).unwrap_or_default(),
+                        cidr_of
+                            .get(i.subnet_id.as_str())
+                            .map(|c| c.to_string())
+                            .unwrap_or_default(),
                     )
                 })
                 .collect(),
@@ -550,12 +605,17 @@ impl NetworkService {
                 .gw_port_id
                 .as_ref()
                 .and_then(|g| all_ports.iter().find(|p| &p.id == g));
-            let touches = interfaces.iter().any(|p| network_ids.contains(&p.network_id))
+            let touches = interfaces
+                .iter()
+                .any(|p| network_ids.contains(&p.network_id))
                 || gateway.is_some_and(|g| network_ids.contains(&g.network_id));
             if host.is_some() && !touches {
                 continue;
             }
-            let my_fips: Vec<_> = fips.iter().filter(|f| f.router_id.as_deref() == Some(r.id.as_str())).collect();
+            let my_fips: Vec<_> = fips
+                .iter()
+                .filter(|f| f.router_id.as_deref() == Some(r.id.as_str()))
+                .collect();
             routers.push(RouterState {
                 id: r.id.clone(),
                 project_id: r.project_id.clone(),

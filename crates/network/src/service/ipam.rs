@@ -34,7 +34,9 @@ pub fn generation_failure(network_id: &str) -> Error {
 pub fn ip_in_use(network_id: &str, ip: &str) -> Error {
     in_use(
         "IpAddressInUse",
-        format!("Unable to complete operation for network {network_id}. The IP address {ip} is in use."),
+        format!(
+            "Unable to complete operation for network {network_id}. The IP address {ip} is in use."
+        ),
     )
 }
 
@@ -90,7 +92,11 @@ impl NetworkService {
     }
 
     /// The lowest-cost free address in `subnet`'s pools, or `None` when they are full.
-    pub(crate) async fn next_free(&self, conn: &mut Conn, subnet: &SubnetRow) -> Result<Option<Ip>> {
+    pub(crate) async fn next_free(
+        &self,
+        conn: &mut Conn,
+        subnet: &SubnetRow,
+    ) -> Result<Option<Ip>> {
         let version = subnet.ip_version as u8;
         let mut pools = pools_of(subnet);
         pools.sort_by_key(|p| p.start.value);
@@ -145,7 +151,13 @@ impl NetworkService {
     }
 
     /// Records `ip` for `port_id`, or 409 `IpAddressInUse`.
-    async fn take(&self, conn: &mut Conn, subnet: &SubnetRow, port_id: &str, ip: Ip) -> Result<FixedIp> {
+    async fn take(
+        &self,
+        conn: &mut Conn,
+        subnet: &SubnetRow,
+        port_id: &str,
+        ip: Ip,
+    ) -> Result<FixedIp> {
         let fixed = FixedIp {
             port_id: port_id.to_string(),
             network_id: subnet.network_id.clone(),
@@ -163,7 +175,14 @@ impl NetworkService {
 
     /// Allocates one address on `subnet`: EUI-64 on an automatic-address subnet (unless the
     /// port is a router's), else the next free pool address.
-    async fn allocate_on(&self, conn: &mut Conn, subnet: &SubnetRow, port_id: &str, mac: &Mac, device_owner: &str) -> Result<FixedIp> {
+    async fn allocate_on(
+        &self,
+        conn: &mut Conn,
+        subnet: &SubnetRow,
+        port_id: &str,
+        mac: &Mac,
+        device_owner: &str,
+    ) -> Result<FixedIp> {
         if subnet.is_auto_address() && !is_router_interface(device_owner) {
             let cidr = subnet_cidr(subnet)?;
             let ip = eui64(&cidr, mac);
@@ -183,6 +202,7 @@ impl NetworkService {
         subnets: &'a [SubnetRow],
         requests: &[IpRequest],
         device_owner: &str,
+        mac: Option<&Mac>,
     ) -> Result<Vec<(&'a SubnetRow, Option<Ip>)>> {
         let mut out = Vec::new();
         for req in requests {
@@ -233,7 +253,15 @@ impl NetworkService {
                     })?
                 }
             };
-            if ip.is_some() && subnet.is_auto_address() && !is_router_interface(device_owner) {
+            let eui = match mac {
+                Some(mac) if subnet.is_auto_address() => Some(eui64(&subnet_cidr(subnet)?, mac)),
+                _ => None,
+            };
+            if ip.is_some()
+                && subnet.is_auto_address()
+                && !is_router_interface(device_owner)
+                && ip != eui
+            {
                 return Err(invalid_input(format!(
                     "IPv6 address {} cannot be directly assigned to a port on subnet {} as the subnet is configured for automatic addresses",
                     ip.map(|i| i.to_string()).unwrap_or_default(),
@@ -245,9 +273,10 @@ impl NetworkService {
         Ok(out)
     }
 
-    /// Allocates the addresses of a new port: the requested ones, or, when none were requested,
-    /// one from the first IPv4 subnet with room, one from the first stateful IPv6 subnet with
-    /// room, and the EUI-64 address on every automatic-address IPv6 subnet.
+    /// Allocates the addresses of a port: the requested ones, or, when none were requested,
+    /// one from the first IPv4 subnet with room and one from the first stateful IPv6 subnet with
+    /// room; and in both cases (but for router ports) the EUI-64 address on every
+    /// automatic-address IPv6 subnet the port has no address on yet.
     pub(crate) async fn allocate_port_ips(
         &self,
         conn: &mut Conn,
@@ -259,19 +288,27 @@ impl NetworkService {
         requests: Option<&[IpRequest]>,
     ) -> Result<Vec<FixedIp>> {
         let mut out = Vec::new();
+        let router = is_router_interface(device_owner);
         match requests {
             Some(requests) => {
-                let resolved = self.resolve_requests(network_id, subnets, requests, device_owner)?;
+                let resolved =
+                    self.resolve_requests(network_id, subnets, requests, device_owner, Some(mac))?;
                 for (subnet, ip) in resolved {
+                    if subnet.is_auto_address() && !router {
+                        // Added below, as on every automatic-address subnet.
+                        continue;
+                    }
                     let fixed = match ip {
                         Some(ip) => self.take(conn, subnet, port_id, ip).await?,
-                        None => self.allocate_on(conn, subnet, port_id, mac, device_owner).await?,
+                        None => {
+                            self.allocate_on(conn, subnet, port_id, mac, device_owner)
+                                .await?
+                        }
                     };
                     out.push(fixed);
                 }
             }
             None => {
-                let router = is_router_interface(device_owner);
                 for stateful_version in [4, 6] {
                     let candidates: Vec<&SubnetRow> = subnets
                         .iter()
@@ -292,10 +329,22 @@ impl NetworkService {
                         return Err(generation_failure(network_id));
                     }
                 }
-                if !router {
-                    for s in subnets.iter().filter(|s| s.is_auto_address()) {
-                        out.push(self.allocate_on(conn, s, port_id, mac, device_owner).await?);
-                    }
+            }
+        }
+        if !router {
+            let held: Vec<String> = store::ports::fixed_ips_of(conn, &[port_id.to_string()])
+                .await?
+                .remove(port_id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|f| f.subnet_id)
+                .collect();
+            for s in subnets.iter().filter(|s| s.is_auto_address()) {
+                if !held.contains(&s.id) {
+                    out.push(
+                        self.allocate_on(conn, s, port_id, mac, device_owner)
+                            .await?,
+                    );
                 }
             }
         }
@@ -315,7 +364,11 @@ mod tests {
         assert!(valid_on_subnet(&v4, &Ip::parse("10.0.0.1").unwrap(), ""));
         assert!(!valid_on_subnet(&v4, &Ip::parse("10.0.1.1").unwrap(), ""));
         let v6 = Cidr::parse("2001:db8::/64").unwrap();
-        assert!(!valid_on_subnet(&v6, &Ip::parse("2001:db8::").unwrap(), "compute:nova"));
+        assert!(!valid_on_subnet(
+            &v6,
+            &Ip::parse("2001:db8::").unwrap(),
+            "compute:nova"
+        ));
         assert!(valid_on_subnet(
             &v6,
             &Ip::parse("2001:db8::").unwrap(),

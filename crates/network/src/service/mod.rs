@@ -319,7 +319,8 @@ pub fn in_use(kind: &'static str, message: impl Into<String>) -> Error {
 
 /// The CIDR of a stored subnet (always valid: it was validated on the way in).
 pub fn subnet_cidr(s: &store::subnets::SubnetRow) -> Result<Cidr> {
-    Cidr::parse(&s.cidr).ok_or_else(|| Error::internal(format!("stored cidr {} is invalid", s.cidr)))
+    Cidr::parse(&s.cidr)
+        .ok_or_else(|| Error::internal(format!("stored cidr {} is invalid", s.cidr)))
 }
 
 /// The device owners Neutron treats as its own (router ports, DHCP, floating IPs).

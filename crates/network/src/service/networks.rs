@@ -71,7 +71,13 @@ impl NetworkService {
     }
 
     /// A network the caller may see, or 404.
-    pub(crate) async fn visible_network(&self, conn: &mut Conn, ctx: &Ctx, access: &Access, id: &str) -> Result<NetworkRow> {
+    pub(crate) async fn visible_network(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        access: &Access,
+        id: &str,
+    ) -> Result<NetworkRow> {
         match store::networks::get(conn, id).await? {
             Some(n) if access.can_see_network(ctx, &n) => Ok(n),
             _ => Err(not_found("Network", id)),
@@ -79,7 +85,13 @@ impl NetworkService {
     }
 
     /// The wire form of one network as `ctx` sees it.
-    pub(crate) async fn network_json(&self, conn: &mut Conn, ctx: &Ctx, access: &Access, n: &NetworkRow) -> Result<Value> {
+    pub(crate) async fn network_json(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        access: &Access,
+        n: &NetworkRow,
+    ) -> Result<Value> {
         let subnets = store::subnets::of_network(conn, &n.id)
             .await?
             .into_iter()
@@ -97,7 +109,12 @@ impl NetworkService {
         ))
     }
 
-    pub async fn list_networks(&self, ctx: &Ctx, params: &ListParams, base: &LinkBase<'_>) -> Result<Page> {
+    pub async fn list_networks(
+        &self,
+        ctx: &Ctx,
+        params: &ListParams,
+        base: &LinkBase<'_>,
+    ) -> Result<Page> {
         query::validate(params, &SCHEMA)?;
         let mut conn = self.read().await?;
         let access = Access::load(&mut conn).await?;
@@ -165,7 +182,12 @@ impl NetworkService {
     }
 
     /// Creates one network inside `tx`.
-    pub(crate) async fn create_network_tx(&self, tx: &mut Tx, ctx: &Ctx, map: Map<String, Value>) -> Result<NetworkRow> {
+    pub(crate) async fn create_network_tx(
+        &self,
+        tx: &mut Tx,
+        ctx: &Ctx,
+        map: Map<String, Value>,
+    ) -> Result<NetworkRow> {
         let mut input = Input::new(Op::Create, map, READ_ONLY);
         let project = input.project(&ctx.project, ctx.admin)?;
         let name = input.string("name", 255)?.unwrap_or_default();
@@ -174,11 +196,17 @@ impl NetworkService {
         let shared = input.boolean("shared")?.unwrap_or(false);
         let external = input.boolean("router:external")?.unwrap_or(false);
         let port_security_enabled = input.boolean("port_security_enabled")?.unwrap_or(true);
-        let network_type = input.nullable_string("provider:network_type", 255)?.flatten();
-        let physical_network = input.nullable_string("provider:physical_network", 64)?.flatten();
+        let network_type = input
+            .nullable_string("provider:network_type", 255)?
+            .flatten();
+        let physical_network = input
+            .nullable_string("provider:physical_network", 64)?
+            .flatten();
         let segmentation_id = input.integer("provider:segmentation_id")?.flatten();
         let mtu = input.integer("mtu")?.flatten();
-        let az_hints = input.string_list("availability_zone_hints")?.unwrap_or_default();
+        let az_hints = input
+            .string_list("availability_zone_hints")?
+            .unwrap_or_default();
         let is_default = input.boolean("is_default")?.unwrap_or(false);
         let tags = input.string_list("tags")?.unwrap_or_default();
         input.take("dns_domain");
@@ -192,7 +220,9 @@ impl NetworkService {
         if is_default && !ctx.admin {
             return Err(policy("create_network:is_default"));
         }
-        if (network_type.is_some() || physical_network.is_some() || segmentation_id.is_some()) && !ctx.admin {
+        if (network_type.is_some() || physical_network.is_some() || segmentation_id.is_some())
+            && !ctx.admin
+        {
             return Err(policy("create_network:provider:network_type"));
         }
         for hint in &az_hints {
@@ -213,7 +243,12 @@ impl NetworkService {
                     "Requested MTU is too big, maximum is {max_mtu}"
                 )))
             }
-            Some(m) if m < 68 => return Err(invalid("mtu", format!("'{m}' is too small - must be at least '68'"))),
+            Some(m) if m < 68 => {
+                return Err(invalid(
+                    "mtu",
+                    format!("'{m}' is too small - must be at least '68'"),
+                ))
+            }
             Some(m) => m,
             None => max_mtu,
         };
@@ -302,7 +337,10 @@ impl NetworkService {
                                 "VXLAN network segmentation_id {id} out of range 1 to 16777215"
                             )));
                         }
-                        if store::networks::segment_owner(conn, "vxlan", id).await?.is_some() {
+                        if store::networks::segment_owner(conn, "vxlan", id)
+                            .await?
+                            .is_some()
+                        {
                             return Err(segment_in_use("vxlan"));
                         }
                         id
@@ -319,7 +357,12 @@ impl NetworkService {
                 }
                 let physnet = physical_network
                     .ok_or_else(|| invalid_input("provider:physical_network required"))?;
-                if !self.settings.flat_networks.iter().any(|p| p == &physnet || p == "*") {
+                if !self
+                    .settings
+                    .flat_networks
+                    .iter()
+                    .any(|p| p == &physnet || p == "*")
+                {
                     return Err(invalid_input(format!(
                         "physical_network '{physnet}' unknown for flat provider network"
                     )));
@@ -360,7 +403,12 @@ impl NetworkService {
         Ok(candidate)
     }
 
-    pub async fn update_network(&self, ctx: &Ctx, id: &str, map: Map<String, Value>) -> Result<Value> {
+    pub async fn update_network(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        map: Map<String, Value>,
+    ) -> Result<Value> {
         let mut tx = self.write().await?;
         let access = Access::load(&mut tx).await?;
         let mut n = self.visible_network(&mut tx, ctx, &access, id).await?;
@@ -390,7 +438,10 @@ impl NetworkService {
                 )));
             }
             if mtu < 68 {
-                return Err(invalid("mtu", format!("'{mtu}' is too small - must be at least '68'")));
+                return Err(invalid(
+                    "mtu",
+                    format!("'{mtu}' is too small - must be at least '68'"),
+                ));
             }
             n.mtu = mtu;
         }
@@ -412,8 +463,10 @@ impl NetworkService {
             }
         }
         if input.has("availability_zone_hints") {
-            return Err(Error::bad_request("Cannot update read-only attribute availability_zone_hints")
-                .with_kind("HTTPBadRequest"));
+            return Err(Error::bad_request(
+                "Cannot update read-only attribute availability_zone_hints",
+            )
+            .with_kind("HTTPBadRequest"));
         }
         input.take("tenant_id");
         input.take("project_id");
@@ -425,7 +478,8 @@ impl NetworkService {
                     return Err(policy("update_network:shared"));
                 }
                 if shared {
-                    self.add_wildcard_rbac(&mut tx, &n, "access_as_shared").await?;
+                    self.add_wildcard_rbac(&mut tx, &n, "access_as_shared")
+                        .await?;
                 } else {
                     self.unshare(&mut tx, &n).await?;
                 }
@@ -437,9 +491,13 @@ impl NetworkService {
                     return Err(policy("update_network:router:external"));
                 }
                 if external {
-                    self.add_wildcard_rbac(&mut tx, &n, "access_as_external").await?;
+                    self.add_wildcard_rbac(&mut tx, &n, "access_as_external")
+                        .await?;
                 } else {
-                    if !store::routers::with_gateway_on(&mut tx, &n.id).await?.is_empty() {
+                    if !store::routers::with_gateway_on(&mut tx, &n.id)
+                        .await?
+                        .is_empty()
+                    {
                         return Err(in_use(
                             "ExternalNetworkInUse",
                             format!("External network {} cannot be updated to be made non-external, since it has existing gateway ports.", n.id),
@@ -481,9 +539,9 @@ impl NetworkService {
         .await?;
         let policies = store::rbac::of_object(conn, &n.id).await?;
         let still_granted = |project: &str| {
-            policies.iter().any(|r| {
-                r.action == "access_as_shared" && r.target_project == project
-            })
+            policies
+                .iter()
+                .any(|r| r.action == "access_as_shared" && r.target_project == project)
         };
         if ports.iter().any(|p| {
             p.project_id != n.project_id

@@ -13,8 +13,8 @@ use serde_json::{json, Map, Value};
 
 use super::ipam::IpRequest;
 use super::{
-    in_use, is_network_owned, is_router_interface, not_found, policy, Access, Ctx, NetworkService, Tx,
-    FLOATINGIP_OWNER, ROUTER_GATEWAY,
+    in_use, is_network_owned, is_router_interface, not_found, policy, Access, Ctx, NetworkService,
+    Tx, FLOATINGIP_OWNER, ROUTER_GATEWAY,
 };
 use crate::addr::{Cidr, Mac};
 use crate::input::{invalid, parse_mac, repr, CreateBody, Input, Op};
@@ -102,7 +102,12 @@ pub(crate) struct NewPort {
 
 impl NewPort {
     /// A port Nubo makes for itself (router, gateway, floating IP, server).
-    pub fn internal(network_id: &str, project: &str, device_id: &str, device_owner: &str) -> NewPort {
+    pub fn internal(
+        network_id: &str,
+        project: &str,
+        device_id: &str,
+        device_owner: &str,
+    ) -> NewPort {
         NewPort {
             network_id: network_id.to_string(),
             project: project.to_string(),
@@ -130,7 +135,10 @@ pub(crate) fn parse_fixed_ips(values: Vec<Value>) -> Result<Vec<IpRequest>> {
     let mut out = Vec::new();
     for v in values {
         let Value::Object(map) = v else {
-            return Err(invalid("fixed_ips", format!("Invalid data format for fixed IP: '{}'", repr(&v))));
+            return Err(invalid(
+                "fixed_ips",
+                format!("Invalid data format for fixed IP: '{}'", repr(&v)),
+            ));
         };
         let mut req = IpRequest::default();
         for (k, val) in map {
@@ -139,7 +147,10 @@ pub(crate) fn parse_fixed_ips(values: Vec<Value>) -> Result<Vec<IpRequest>> {
                 ("ip_address", Value::String(s)) => req.ip_address = Some(s),
                 ("subnet_id" | "ip_address", Value::Null) => {}
                 (k, _) => {
-                    return Err(invalid("fixed_ips", format!("Invalid data format for fixed IP: '{k}'")))
+                    return Err(invalid(
+                        "fixed_ips",
+                        format!("Invalid data format for fixed IP: '{k}'"),
+                    ))
                 }
             }
         }
@@ -158,7 +169,10 @@ fn parse_address_pairs(values: Vec<Value>, port_mac: &str, max: usize) -> Result
     let mut out: Vec<AddressPair> = Vec::new();
     for v in values {
         let Value::Object(map) = v else {
-            return Err(invalid("allowed_address_pairs", format!("'{}' is not a dictionary", repr(&v))));
+            return Err(invalid(
+                "allowed_address_pairs",
+                format!("'{}' is not a dictionary", repr(&v)),
+            ));
         };
         let mut ip = None;
         let mut mac = None;
@@ -168,8 +182,10 @@ fn parse_address_pairs(values: Vec<Value>, port_mac: &str, max: usize) -> Result
                 ("mac_address", Value::String(s)) => mac = Some(s),
                 ("mac_address", Value::Null) => {}
                 (k, _) => {
-                    return Err(Error::bad_request(format!("Unrecognized attribute(s) '{k}'"))
-                        .with_kind("HTTPBadRequest"))
+                    return Err(
+                        Error::bad_request(format!("Unrecognized attribute(s) '{k}'"))
+                            .with_kind("HTTPBadRequest"),
+                    )
                 }
             }
         }
@@ -212,7 +228,10 @@ fn merge_dhcp_opts(current: &[DhcpOpt], values: Vec<Value>) -> Result<Vec<DhcpOp
     let mut out = current.to_vec();
     for v in values {
         let Value::Object(map) = v else {
-            return Err(invalid("extra_dhcp_opts", format!("'{}' is not a dictionary", repr(&v))));
+            return Err(invalid(
+                "extra_dhcp_opts",
+                format!("'{}' is not a dictionary", repr(&v)),
+            ));
         };
         let name = map
             .get("opt_name")
@@ -224,11 +243,16 @@ fn merge_dhcp_opts(current: &[DhcpOpt], values: Vec<Value>) -> Result<Vec<DhcpOp
             None | Some(Value::Null) => 4,
             Some(v) => crate::input::to_int(v)
                 .filter(|v| *v == 4 || *v == 6)
-                .ok_or_else(|| invalid("extra_dhcp_opts", format!("'{}' is not in [4, 6]", repr(v))))?,
+                .ok_or_else(|| {
+                    invalid("extra_dhcp_opts", format!("'{}' is not in [4, 6]", repr(v)))
+                })?,
         };
         for k in map.keys() {
             if !["opt_name", "opt_value", "ip_version"].contains(&k.as_str()) {
-                return Err(invalid("extra_dhcp_opts", format!("Unrecognized attribute '{k}'")));
+                return Err(invalid(
+                    "extra_dhcp_opts",
+                    format!("Unrecognized attribute '{k}'"),
+                ));
             }
         }
         out.retain(|o| !(o.opt_name == name && o.ip_version == ip_version));
@@ -257,8 +281,10 @@ fn port_security_conflict() -> Error {
 }
 
 fn address_pairs_need_security() -> Error {
-    Error::conflict("Port Security must be enabled in order to have allowed address pairs on a port.")
-        .with_kind("AddressPairAndPortSecurityRequired")
+    Error::conflict(
+        "Port Security must be enabled in order to have allowed address pairs on a port.",
+    )
+    .with_kind("AddressPairAndPortSecurityRequired")
 }
 
 fn initial_status(device_owner: &str) -> &'static str {
@@ -273,7 +299,12 @@ fn initial_status(device_owner: &str) -> &'static str {
 
 impl NetworkService {
     /// A port the caller may see: its own, or any on a network it owns.
-    pub(crate) async fn visible_port(&self, conn: &mut Conn, ctx: &Ctx, id: &str) -> Result<PortRow> {
+    pub(crate) async fn visible_port(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        id: &str,
+    ) -> Result<PortRow> {
         let Some(p) = store::ports::get(conn, id).await? else {
             return Err(not_found("Port", id));
         };
@@ -287,7 +318,12 @@ impl NetworkService {
     }
 
     /// Wire forms of `ports`, with their addresses, groups and tags loaded in batches.
-    pub(crate) async fn ports_json(&self, conn: &mut Conn, ctx: &Ctx, ports: &[PortRow]) -> Result<Vec<Value>> {
+    pub(crate) async fn ports_json(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        ports: &[PortRow],
+    ) -> Result<Vec<Value>> {
         let ids: Vec<String> = ports.iter().map(|p| p.id.clone()).collect();
         let ips = store::ports::fixed_ips_of(conn, &ids).await?;
         let groups = store::ports::security_groups_of(conn, &ids).await?;
@@ -316,7 +352,12 @@ impl NetworkService {
             .unwrap_or(Value::Null))
     }
 
-    pub async fn list_ports(&self, ctx: &Ctx, params: &ListParams, base: &LinkBase<'_>) -> Result<Page> {
+    pub async fn list_ports(
+        &self,
+        ctx: &Ctx,
+        params: &ListParams,
+        base: &LinkBase<'_>,
+    ) -> Result<Page> {
         query::validate(params, &SCHEMA)?;
         let mut conn = self.read().await?;
         let filter = PortFilter {
@@ -369,8 +410,10 @@ impl NetworkService {
         let mut input = Input::new(Op::Create, map, READ_ONLY);
         let project = input.project(&ctx.project, ctx.admin)?;
         let network_id = input.string("network_id", 36)?.ok_or_else(|| {
-            Error::bad_request("Failed to parse request. Required attribute 'network_id' not specified")
-                .with_kind("HTTPBadRequest")
+            Error::bad_request(
+                "Failed to parse request. Required attribute 'network_id' not specified",
+            )
+            .with_kind("HTTPBadRequest")
         })?;
         let name = input.string("name", 255)?.unwrap_or_default();
         let description = input.string("description", 255)?.unwrap_or_default();
@@ -418,7 +461,12 @@ impl NetworkService {
     }
 
     /// The security groups a port may be given: they must exist and belong to its project.
-    async fn check_groups(&self, conn: &mut Conn, project: &str, groups: &[String]) -> Result<Vec<String>> {
+    async fn check_groups(
+        &self,
+        conn: &mut Conn,
+        project: &str,
+        groups: &[String],
+    ) -> Result<Vec<String>> {
         let mut out: Vec<String> = Vec::new();
         for id in groups {
             match store::security_groups::get_group(conn, id).await? {
@@ -434,9 +482,16 @@ impl NetworkService {
     }
 
     /// Creates a port inside `tx` (authorization included: internal callers pass an admin ctx).
-    pub(crate) async fn create_port_tx(&self, tx: &mut Tx, ctx: &Ctx, new: NewPort) -> Result<PortRow> {
+    pub(crate) async fn create_port_tx(
+        &self,
+        tx: &mut Tx,
+        ctx: &Ctx,
+        new: NewPort,
+    ) -> Result<PortRow> {
         let access = Access::load(tx).await?;
-        let network = self.visible_network(tx, ctx, &access, &new.network_id).await?;
+        let network = self
+            .visible_network(tx, ctx, &access, &new.network_id)
+            .await?;
         if !access.can_use_network(ctx, &network) {
             return Err(policy("create_port"));
         }
@@ -465,7 +520,11 @@ impl NetworkService {
                 if new.port_security_enabled.is_some() {
                     return Err(policy("create_port:port_security_enabled"));
                 }
-                if new.allowed_address_pairs.as_ref().is_some_and(|p| !p.is_empty()) {
+                if new
+                    .allowed_address_pairs
+                    .as_ref()
+                    .is_some_and(|p| !p.is_empty())
+                {
                     return Err(policy("create_port:allowed_address_pairs"));
                 }
             }
@@ -474,11 +533,18 @@ impl NetworkService {
             if !VNIC_TYPES.contains(&v.as_str()) {
                 return Err(invalid(
                     "binding:vnic_type",
-                    format!("'{v}' is not in {}", crate::query::py_list(&VNIC_TYPES.iter().map(|s| s.to_string()).collect::<Vec<_>>())),
+                    format!(
+                        "'{v}' is not in {}",
+                        crate::query::py_list(
+                            &VNIC_TYPES.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+                        )
+                    ),
                 ));
             }
         }
-        let port_security = new.port_security_enabled.unwrap_or(network.port_security_enabled);
+        let port_security = new
+            .port_security_enabled
+            .unwrap_or(network.port_security_enabled);
         let id = new_uuid();
         let mac = match new.mac {
             Some(mac) => {
@@ -511,7 +577,10 @@ impl NetworkService {
                 self.check_groups(tx, &new.project, &groups).await?
             }
             Some(_) => Vec::new(),
-            None if port_security && !is_network_owned(&new.device_owner) && !new.project.is_empty() => {
+            None if port_security
+                && !is_network_owned(&new.device_owner)
+                && !new.project.is_empty() =>
+            {
                 vec![self.ensure_default_group(tx, &new.project).await?]
             }
             None => Vec::new(),
@@ -531,7 +600,11 @@ impl NetworkService {
             device_id: new.device_id,
             device_owner: new.device_owner,
             port_security_enabled: port_security,
-            vif_type: if host_id.is_empty() { "unbound".into() } else { VIF_TYPE.into() },
+            vif_type: if host_id.is_empty() {
+                "unbound".into()
+            } else {
+                VIF_TYPE.into()
+            },
             vif_details: if host_id.is_empty() {
                 Map::new()
             } else {
@@ -592,7 +665,14 @@ impl NetworkService {
         Ok(body)
     }
 
-    pub(crate) async fn update_port_tx(&self, tx: &mut Tx, ctx: &Ctx, mut p: PortRow, network: &NetworkRow, map: Map<String, Value>) -> Result<PortRow> {
+    pub(crate) async fn update_port_tx(
+        &self,
+        tx: &mut Tx,
+        ctx: &Ctx,
+        mut p: PortRow,
+        network: &NetworkRow,
+        map: Map<String, Value>,
+    ) -> Result<PortRow> {
         let network_owner = ctx.owns(&network.project_id);
         let mut input = Input::new(Op::Update, map, READ_ONLY);
         if let Some(v) = input.string("name", 255)? {
@@ -638,8 +718,16 @@ impl NetworkService {
             if !ctx.admin {
                 return Err(policy("update_port:binding:host_id"));
             }
-            p.vif_type = if v.is_empty() { "unbound".into() } else { VIF_TYPE.into() };
-            p.vif_details = if v.is_empty() { Map::new() } else { vif_details() };
+            p.vif_type = if v.is_empty() {
+                "unbound".into()
+            } else {
+                VIF_TYPE.into()
+            };
+            p.vif_details = if v.is_empty() {
+                Map::new()
+            } else {
+                vif_details()
+            };
             p.host_id = v;
         }
         if let Some(v) = input.object("binding:profile")? {
@@ -650,7 +738,10 @@ impl NetworkService {
         }
         if let Some(v) = input.string("binding:vnic_type", 64)? {
             if !VNIC_TYPES.contains(&v.as_str()) {
-                return Err(invalid("binding:vnic_type", format!("'{v}' is not a valid vnic type")));
+                return Err(invalid(
+                    "binding:vnic_type",
+                    format!("'{v}' is not a valid vnic type"),
+                ));
             }
             p.vnic_type = v;
         }
@@ -666,8 +757,10 @@ impl NetworkService {
         input.take("dns_domain");
         if let Some(project) = input.take("project_id").or_else(|| input.take("tenant_id")) {
             if project.as_str() != Some(p.project_id.as_str()) {
-                return Err(Error::bad_request("Cannot update read-only attribute project_id")
-                    .with_kind("HTTPBadRequest"));
+                return Err(
+                    Error::bad_request("Cannot update read-only attribute project_id")
+                        .with_kind("HTTPBadRequest"),
+                );
             }
         }
         input.finish()?;
@@ -699,8 +792,11 @@ impl NetworkService {
         }
         let effective_groups = new_groups.clone().unwrap_or(current_groups);
         if let Some(values) = pairs {
-            p.allowed_address_pairs =
-                parse_address_pairs(values, &p.mac_address, self.settings.max_allowed_address_pairs)?;
+            p.allowed_address_pairs = parse_address_pairs(
+                values,
+                &p.mac_address,
+                self.settings.max_allowed_address_pairs,
+            )?;
         }
         if !p.port_security_enabled {
             if !effective_groups.is_empty() {
@@ -733,10 +829,23 @@ impl NetworkService {
 
     /// Neutron's fixed-IP update: requested addresses that the port has are kept, new ones are
     /// allocated, the rest released (automatic addresses stay unless the port is a router's).
-    async fn change_fixed_ips(&self, tx: &mut Tx, p: &PortRow, requests: &[IpRequest]) -> Result<()> {
+    async fn change_fixed_ips(
+        &self,
+        tx: &mut Tx,
+        p: &PortRow,
+        requests: &[IpRequest],
+    ) -> Result<()> {
         let subnets = store::subnets::of_network(tx, &p.network_id).await?;
         // Validate everything first (messages as on create).
-        self.resolve_requests(&p.network_id, &subnets, requests, &p.device_owner)?;
+        let mac = Mac::parse(&p.mac_address)
+            .ok_or_else(|| Error::internal(format!("stored MAC {} is invalid", p.mac_address)))?;
+        self.resolve_requests(
+            &p.network_id,
+            &subnets,
+            requests,
+            &p.device_owner,
+            Some(&mac),
+        )?;
         let original = store::ports::fixed_ips_of(tx, std::slice::from_ref(&p.id))
             .await?
             .remove(&p.id)
@@ -746,7 +855,10 @@ impl NetworkService {
         let mut add: Vec<IpRequest> = Vec::new();
         for r in requests.iter().filter(|r| r.ip_address.is_some()) {
             let wanted = crate::addr::canonical_ip(r.ip_address.as_deref().unwrap_or(""));
-            match remaining.iter().position(|o| Some(&o.ip_address) == wanted.as_ref()) {
+            match remaining
+                .iter()
+                .position(|o| Some(&o.ip_address) == wanted.as_ref())
+            {
                 Some(i) => keep.push(remaining.remove(i)),
                 None => add.push(r.clone()),
             }
@@ -770,12 +882,16 @@ impl NetworkService {
             }
             store::ports::delete_fixed_ip(tx, &old.network_id, &old.ip_address).await?;
         }
-        if !add.is_empty() {
-            let mac = Mac::parse(&p.mac_address)
-                .ok_or_else(|| Error::internal(format!("stored MAC {} is invalid", p.mac_address)))?;
-            self.allocate_port_ips(tx, &p.network_id, &subnets, &p.id, &mac, &p.device_owner, Some(&add))
-                .await?;
-        }
+        self.allocate_port_ips(
+            tx,
+            &p.network_id,
+            &subnets,
+            &p.id,
+            &mac,
+            &p.device_owner,
+            Some(&add),
+        )
+        .await?;
         let _ = keep;
         Ok(())
     }
@@ -789,7 +905,10 @@ impl NetworkService {
             return Err(policy("delete_port"));
         }
         ctx.require_member("delete_port")?;
-        if is_router_interface(&p.device_owner) || p.device_owner == ROUTER_GATEWAY || p.device_owner == FLOATINGIP_OWNER {
+        if is_router_interface(&p.device_owner)
+            || p.device_owner == ROUTER_GATEWAY
+            || p.device_owner == FLOATINGIP_OWNER
+        {
             return Err(in_use(
                 "L3PortInUse",
                 format!(
@@ -848,20 +967,37 @@ mod tests {
         .unwrap();
         assert_eq!(opts.len(), 1);
         assert_eq!(opts[0].ip_version, 4);
-        let opts = merge_dhcp_opts(&opts, vec![json!({"opt_name": "bootfile-name", "opt_value": null})]).unwrap();
+        let opts = merge_dhcp_opts(
+            &opts,
+            vec![json!({"opt_name": "bootfile-name", "opt_value": null})],
+        )
+        .unwrap();
         assert!(opts.is_empty());
     }
 
     #[test]
     fn address_pairs_default_to_port_mac_and_refuse_duplicates() {
-        let pairs = parse_address_pairs(vec![json!({"ip_address": "10.0.0.5"})], "fa:16:3e:00:00:01", 10).unwrap();
+        let pairs = parse_address_pairs(
+            vec![json!({"ip_address": "10.0.0.5"})],
+            "fa:16:3e:00:00:01",
+            10,
+        )
+        .unwrap();
         assert_eq!(pairs[0].mac_address, "fa:16:3e:00:00:01");
         let dup = parse_address_pairs(
-            vec![json!({"ip_address": "10.0.0.5"}), json!({"ip_address": "10.0.0.5"})],
+            vec![
+                json!({"ip_address": "10.0.0.5"}),
+                json!({"ip_address": "10.0.0.5"}),
+            ],
             "fa:16:3e:00:00:01",
             10,
         );
         assert_eq!(dup.unwrap_err().status, 400);
-        assert!(parse_address_pairs(vec![json!({"ip_address": "bogus"})], "fa:16:3e:00:00:01", 10).is_err());
+        assert!(parse_address_pairs(
+            vec![json!({"ip_address": "bogus"})],
+            "fa:16:3e:00:00:01",
+            10
+        )
+        .is_err());
     }
 }

@@ -73,7 +73,11 @@ pub(crate) async fn usage(conn: &mut Conn, project: &str, resource: &str) -> Res
 
 impl NetworkService {
     /// The limits in force for `project`.
-    pub(crate) async fn limits(&self, conn: &mut Conn, project: &str) -> Result<Vec<(&'static str, i64)>> {
+    pub(crate) async fn limits(
+        &self,
+        conn: &mut Conn,
+        project: &str,
+    ) -> Result<Vec<(&'static str, i64)>> {
         let overrides = store::quotas::of_project(conn, project).await?;
         Ok(self
             .settings
@@ -92,7 +96,13 @@ impl NetworkService {
     }
 
     /// Refuses to create `adding` more of `resource` beyond the project's limit (409 OverQuota).
-    pub(crate) async fn check_quota(&self, conn: &mut Conn, project: &str, resource: &str, adding: i64) -> Result<()> {
+    pub(crate) async fn check_quota(
+        &self,
+        conn: &mut Conn,
+        project: &str,
+        resource: &str,
+        adding: i64,
+    ) -> Result<()> {
         if project.is_empty() {
             return Ok(());
         }
@@ -108,10 +118,10 @@ impl NetworkService {
         }
         let used = usage(conn, project, resource).await?;
         if used + adding > limit {
-            return Err(Error::conflict(format!(
-                "Quota exceeded for resources: ['{resource}']."
-            ))
-            .with_kind("OverQuota"));
+            return Err(
+                Error::conflict(format!("Quota exceeded for resources: ['{resource}']."))
+                    .with_kind("OverQuota"),
+            );
         }
         Ok(())
     }
@@ -183,7 +193,12 @@ impl NetworkService {
     }
 
     /// `PUT /quotas/{project}` (admins only).
-    pub async fn update_quota(&self, ctx: &Ctx, project: &str, body: Map<String, Value>) -> Result<Value> {
+    pub async fn update_quota(
+        &self,
+        ctx: &Ctx,
+        project: &str,
+        body: Map<String, Value>,
+    ) -> Result<Value> {
         if !ctx.admin {
             return Err(admin_required());
         }

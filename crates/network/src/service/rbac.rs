@@ -52,7 +52,12 @@ impl NetworkService {
         }
     }
 
-    pub async fn list_rbac_policies(&self, ctx: &Ctx, params: &ListParams, base: &LinkBase<'_>) -> Result<Page> {
+    pub async fn list_rbac_policies(
+        &self,
+        ctx: &Ctx,
+        params: &ListParams,
+        base: &LinkBase<'_>,
+    ) -> Result<Page> {
         query::validate(params, &SCHEMA)?;
         let mut conn = self.read().await?;
         let items = store::rbac::list(&mut conn)
@@ -76,11 +81,15 @@ impl NetworkService {
         let object_type = input.string("object_type", 255)?.unwrap_or_default();
         let object_id = input.string("object_id", 36)?.unwrap_or_default();
         let action = input.string("action", 255)?.unwrap_or_default();
-        let target = input.string("target_tenant", 255)?.or(input.string("target_project", 255)?);
+        let target = input
+            .string("target_tenant", 255)?
+            .or(input.string("target_project", 255)?);
         input.finish()?;
         let object_type = object_type.trim().to_ascii_lowercase();
         if object_type != "network" {
-            return Err(invalid_input(format!("'{object_type}' is not a valid RBAC object type")));
+            return Err(invalid_input(format!(
+                "'{object_type}' is not a valid RBAC object type"
+            )));
         }
         if !ACTIONS.contains(&action.as_str()) {
             return Err(invalid_input(format!(
@@ -89,8 +98,10 @@ impl NetworkService {
             )));
         }
         let target = target.ok_or_else(|| {
-            Error::bad_request("Failed to parse request. Required attribute 'target_tenant' not specified")
-                .with_kind("HTTPBadRequest")
+            Error::bad_request(
+                "Failed to parse request. Required attribute 'target_tenant' not specified",
+            )
+            .with_kind("HTTPBadRequest")
         })?;
         valid_target(&target)?;
         let mut tx = self.write().await?;
@@ -98,7 +109,8 @@ impl NetworkService {
             Some(n) if ctx.owns(&n.project_id) => n,
             _ => return Err(not_found("Network", &object_id)),
         };
-        self.check_quota(&mut tx, &project, "rbac_policy", 1).await?;
+        self.check_quota(&mut tx, &project, "rbac_policy", 1)
+            .await?;
         let row = RbacRow {
             id: new_uuid(),
             project_id: project,
@@ -109,7 +121,10 @@ impl NetworkService {
         };
         if let Err(err) = store::rbac::insert(&mut tx, &row).await {
             if is_unique_violation(&err) {
-                return Err(in_use("DuplicateRbacPolicy", "An RBAC policy already exists with those values."));
+                return Err(in_use(
+                    "DuplicateRbacPolicy",
+                    "An RBAC policy already exists with those values.",
+                ));
             }
             return Err(err.into());
         }
@@ -124,7 +139,12 @@ impl NetworkService {
     }
 
     /// Refuses to drop a grant that some project's ports or gateways still need.
-    async fn check_rbac_unused(&self, conn: &mut Conn, r: &RbacRow, new_target: Option<&str>) -> Result<()> {
+    async fn check_rbac_unused(
+        &self,
+        conn: &mut Conn,
+        r: &RbacRow,
+        new_target: Option<&str>,
+    ) -> Result<()> {
         let Some(network) = store::networks::get(conn, &r.object_id).await? else {
             return Ok(());
         };
@@ -162,31 +182,56 @@ impl NetworkService {
             )
             .await?;
             if let Some(p) = ports.iter().find(|p| affected(&p.project_id)) {
-                return Err(in_use_err(&format!("Port {} of project {} uses the network.", p.id, p.project_id)));
+                return Err(in_use_err(&format!(
+                    "Port {} of project {} uses the network.",
+                    p.id, p.project_id
+                )));
             }
         } else {
             for router in store::routers::with_gateway_on(conn, &network.id).await? {
                 if affected(&router.project_id) {
-                    return Err(in_use_err(&format!("Router {} has its gateway on the network.", router.id)));
+                    return Err(in_use_err(&format!(
+                        "Router {} has its gateway on the network.",
+                        router.id
+                    )));
                 }
             }
             for f in store::floatingips::on_network(conn, &network.id).await? {
                 if affected(&f.project_id) {
-                    return Err(in_use_err(&format!("Floating IP {} is on the network.", f.id)));
+                    return Err(in_use_err(&format!(
+                        "Floating IP {} is on the network.",
+                        f.id
+                    )));
                 }
             }
         }
         Ok(())
     }
 
-    pub async fn update_rbac_policy(&self, ctx: &Ctx, id: &str, map: Map<String, Value>) -> Result<Value> {
+    pub async fn update_rbac_policy(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        map: Map<String, Value>,
+    ) -> Result<Value> {
         let mut tx = self.write().await?;
         let mut r = self.visible_rbac(&mut tx, ctx, id).await?;
         ctx.require_member("update_rbac_policy")?;
-        let mut input = Input::new(Op::Update, map, &[
-            "id", "object_type", "object_id", "action", "tenant_id", "project_id",
-        ]);
-        let target = input.string("target_tenant", 255)?.or(input.string("target_project", 255)?);
+        let mut input = Input::new(
+            Op::Update,
+            map,
+            &[
+                "id",
+                "object_type",
+                "object_id",
+                "action",
+                "tenant_id",
+                "project_id",
+            ],
+        );
+        let target = input
+            .string("target_tenant", 255)?
+            .or(input.string("target_project", 255)?);
         input.finish()?;
         if let Some(target) = target {
             valid_target(&target)?;
@@ -194,7 +239,10 @@ impl NetworkService {
                 self.check_rbac_unused(&mut tx, &r, Some(&target)).await?;
                 if let Err(err) = store::rbac::update_target(&mut tx, &r.id, &target).await {
                     if is_unique_violation(&err) {
-                        return Err(in_use("DuplicateRbacPolicy", "An RBAC policy already exists with those values."));
+                        return Err(in_use(
+                            "DuplicateRbacPolicy",
+                            "An RBAC policy already exists with those values.",
+                        ));
                     }
                     return Err(err.into());
                 }

@@ -67,18 +67,16 @@ fn parse_gateway(value: Value) -> Result<Option<Gateway>> {
         Value::Object(mut map) => {
             let network_id = match map.remove("network_id") {
                 Some(Value::String(s)) => s,
-                _ => {
-                    return Err(invalid(
-                        "external_gateway_info",
-                        "'network_id' is required",
-                    ))
-                }
+                _ => return Err(invalid("external_gateway_info", "'network_id' is required")),
             };
             let enable_snat = match map.remove("enable_snat") {
                 None | Some(Value::Null) => None,
                 Some(Value::Bool(b)) => Some(b),
                 Some(Value::String(s)) => Some(crate::query::parse_bool(&s).ok_or_else(|| {
-                    invalid("external_gateway_info", format!("'{s}' cannot be converted to boolean"))
+                    invalid(
+                        "external_gateway_info",
+                        format!("'{s}' cannot be converted to boolean"),
+                    )
                 })?),
                 Some(other) => {
                     return Err(invalid(
@@ -126,7 +124,10 @@ fn parse_routes(values: Vec<Value>, max: usize, router_id: &str) -> Result<Vec<R
     let mut out: Vec<Route> = Vec::new();
     for v in values {
         let (Some(dest), Some(hop)) = (v["destination"].as_str(), v["nexthop"].as_str()) else {
-            return Err(invalid("routes", format!("Invalid data format for hostroute: '{v}'")));
+            return Err(invalid(
+                "routes",
+                format!("Invalid data format for hostroute: '{v}'"),
+            ));
         };
         let d = Cidr::parse(dest)
             .ok_or_else(|| invalid("routes", format!("'{dest}' is not a valid IP subnet")))?;
@@ -144,7 +145,12 @@ fn parse_routes(values: Vec<Value>, max: usize, router_id: &str) -> Result<Vec<R
 }
 
 impl NetworkService {
-    pub(crate) async fn visible_router(&self, conn: &mut Conn, ctx: &Ctx, id: &str) -> Result<RouterRow> {
+    pub(crate) async fn visible_router(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        id: &str,
+    ) -> Result<RouterRow> {
         match store::routers::get(conn, id).await? {
             Some(r) if ctx.owns(&r.project_id) => Ok(r),
             _ => Err(not_found("Router", id)),
@@ -161,7 +167,11 @@ impl NetworkService {
     }
 
     /// The interface ports of a router.
-    pub(crate) async fn router_interfaces(&self, conn: &mut Conn, router_id: &str) -> Result<Vec<PortRow>> {
+    pub(crate) async fn router_interfaces(
+        &self,
+        conn: &mut Conn,
+        router_id: &str,
+    ) -> Result<Vec<PortRow>> {
         Ok(store::ports::list(
             conn,
             &PortFilter {
@@ -175,12 +185,20 @@ impl NetworkService {
         .collect())
     }
 
-    pub async fn list_routers(&self, ctx: &Ctx, params: &ListParams, base: &LinkBase<'_>) -> Result<Page> {
+    pub async fn list_routers(
+        &self,
+        ctx: &Ctx,
+        params: &ListParams,
+        base: &LinkBase<'_>,
+    ) -> Result<Page> {
         query::validate(params, &SCHEMA)?;
         let mut conn = self.read().await?;
         let project = (!ctx.admin).then_some(ctx.project.as_str());
         let routers = store::routers::list(&mut conn, project).await?;
-        let gw_ports: Vec<String> = routers.iter().filter_map(|r| r.gw_port_id.clone()).collect();
+        let gw_ports: Vec<String> = routers
+            .iter()
+            .filter_map(|r| r.gw_port_id.clone())
+            .collect();
         let ips = store::ports::fixed_ips_of(&mut conn, &gw_ports).await?;
         let ids: Vec<String> = routers.iter().map(|r| r.id.clone()).collect();
         let tags = store::tags::of_many(&mut conn, "routers", &ids).await?;
@@ -226,10 +244,25 @@ impl NetworkService {
         Ok(result)
     }
 
-    pub(crate) async fn create_router_tx(&self, tx: &mut Tx, ctx: &Ctx, map: Map<String, Value>) -> Result<RouterRow> {
-        let mut input = Input::new(Op::Create, map, &[
-            "id", "status", "availability_zones", "created_at", "updated_at", "revision_number", "routes",
-        ]);
+    pub(crate) async fn create_router_tx(
+        &self,
+        tx: &mut Tx,
+        ctx: &Ctx,
+        map: Map<String, Value>,
+    ) -> Result<RouterRow> {
+        let mut input = Input::new(
+            Op::Create,
+            map,
+            &[
+                "id",
+                "status",
+                "availability_zones",
+                "created_at",
+                "updated_at",
+                "revision_number",
+                "routes",
+            ],
+        );
         let project = input.project(&ctx.project, ctx.admin)?;
         let name = input.string("name", 255)?.unwrap_or_default();
         let description = input.string("description", 255)?.unwrap_or_default();
@@ -238,13 +271,17 @@ impl NetworkService {
             Some(v) => parse_gateway(v)?,
             None => None,
         };
-        let az_hints = input.string_list("availability_zone_hints")?.unwrap_or_default();
+        let az_hints = input
+            .string_list("availability_zone_hints")?
+            .unwrap_or_default();
         let tags = input.string_list("tags")?.unwrap_or_default();
         input.finish()?;
         for hint in &az_hints {
             if hint != AVAILABILITY_ZONE {
-                return Err(Error::not_found(format!("AvailabilityZone {hint} could not be found."))
-                    .with_kind("AvailabilityZoneNotFound"));
+                return Err(Error::not_found(format!(
+                    "AvailabilityZone {hint} could not be found."
+                ))
+                .with_kind("AvailabilityZoneNotFound"));
             }
         }
         self.check_quota(tx, &project, "router", 1).await?;
@@ -278,7 +315,13 @@ impl NetworkService {
     }
 
     /// Sets, changes or clears (`None`) a router's gateway; the caller saves the router row.
-    async fn set_gateway(&self, tx: &mut Tx, ctx: &Ctx, r: &mut RouterRow, gw: Option<Gateway>) -> Result<()> {
+    async fn set_gateway(
+        &self,
+        tx: &mut Tx,
+        ctx: &Ctx,
+        r: &mut RouterRow,
+        gw: Option<Gateway>,
+    ) -> Result<()> {
         let Some(gw) = gw else {
             if r.gw_network_id.is_some() {
                 self.check_gateway_unused(tx, r).await?;
@@ -291,7 +334,9 @@ impl NetworkService {
                 return Err(policy("update_router:external_gateway_info:enable_snat"));
             }
             if gw.fixed_ips.is_some() {
-                return Err(policy("update_router:external_gateway_info:external_fixed_ips"));
+                return Err(policy(
+                    "update_router:external_gateway_info:external_fixed_ips",
+                ));
             }
         }
         let access = Access::load(tx).await?;
@@ -314,9 +359,13 @@ impl NetworkService {
                     let wanted_same = requests.len() == current.len()
                         && requests.iter().all(|q| {
                             current.iter().any(|c| {
-                                q.ip_address.as_deref().and_then(crate::addr::canonical_ip).as_deref()
+                                q.ip_address
+                                    .as_deref()
+                                    .and_then(crate::addr::canonical_ip)
+                                    .as_deref()
                                     == Some(c.ip_address.as_str())
-                                    || (q.ip_address.is_none() && q.subnet_id.as_deref() == Some(c.subnet_id.as_str()))
+                                    || (q.ip_address.is_none()
+                                        && q.subnet_id.as_deref() == Some(c.subnet_id.as_str()))
                             })
                         });
                     if !wanted_same {
@@ -325,16 +374,20 @@ impl NetworkService {
                             .map(|q| json!({"subnet_id": q.subnet_id, "ip_address": q.ip_address}))
                             .collect();
                         let mut body = Map::new();
-                        body.insert("fixed_ips".into(), json!(list
-                            .into_iter()
-                            .map(|v| {
-                                let mut m = v.as_object().cloned().unwrap_or_default();
-                                m.retain(|_, v| !v.is_null());
-                                Value::Object(m)
-                            })
-                            .collect::<Vec<_>>()));
+                        body.insert(
+                            "fixed_ips".into(),
+                            json!(list
+                                .into_iter()
+                                .map(|v| {
+                                    let mut m = v.as_object().cloned().unwrap_or_default();
+                                    m.retain(|_, v| !v.is_null());
+                                    Value::Object(m)
+                                })
+                                .collect::<Vec<_>>()),
+                        );
                         let system = super::Ctx::system("");
-                        self.update_port_tx(tx, &system, port, &network, body).await?;
+                        self.update_port_tx(tx, &system, port, &network, body)
+                            .await?;
                     }
                 }
             }
@@ -424,7 +477,12 @@ impl NetworkService {
         Ok(())
     }
 
-    pub async fn update_router(&self, ctx: &Ctx, id: &str, map: Map<String, Value>) -> Result<Value> {
+    pub async fn update_router(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        map: Map<String, Value>,
+    ) -> Result<Value> {
         let mut tx = self.write().await?;
         let mut r = self.visible_router(&mut tx, ctx, id).await?;
         ctx.require_member("update_router")?;
@@ -446,8 +504,10 @@ impl NetworkService {
         input.take("tenant_id");
         input.take("project_id");
         if input.has("availability_zone_hints") {
-            return Err(Error::bad_request("Cannot update read-only attribute availability_zone_hints")
-                .with_kind("HTTPBadRequest"));
+            return Err(Error::bad_request(
+                "Cannot update read-only attribute availability_zone_hints",
+            )
+            .with_kind("HTTPBadRequest"));
         }
         input.finish()?;
         if let Some(gw) = gateway {
@@ -467,7 +527,13 @@ impl NetworkService {
     }
 
     /// `PUT /routers/{id}/add_extraroutes` and `remove_extraroutes` (extraroute-atomic).
-    pub async fn change_extra_routes(&self, ctx: &Ctx, id: &str, body: Value, add: bool) -> Result<Value> {
+    pub async fn change_extra_routes(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        body: Value,
+        add: bool,
+    ) -> Result<Value> {
         let values = match body.get("router").and_then(|r| r.get("routes")) {
             Some(Value::Array(items)) => items.clone(),
             _ => return Err(invalid("routes", "a list of routes is required")),
@@ -506,7 +572,10 @@ impl NetworkService {
         let mut r = self.visible_router(&mut tx, ctx, id).await?;
         ctx.require_member("delete_router")?;
         if !self.router_interfaces(&mut tx, &r.id).await?.is_empty() {
-            return Err(in_use("RouterInUse", format!("Router {} still has ports", r.id)));
+            return Err(in_use(
+                "RouterInUse",
+                format!("Router {} still has ports", r.id),
+            ));
         }
         self.check_gateway_unused(&mut tx, &r).await?;
         self.clear_gateway(&mut tx, &mut r).await?;
@@ -518,7 +587,12 @@ impl NetworkService {
     }
 
     /// Refuses a subnet the router is already on, or one overlapping its other interfaces.
-    async fn check_interface_subnets(&self, conn: &mut Conn, r: &RouterRow, new: &[store::subnets::SubnetRow]) -> Result<()> {
+    async fn check_interface_subnets(
+        &self,
+        conn: &mut Conn,
+        r: &RouterRow,
+        new: &[store::subnets::SubnetRow],
+    ) -> Result<()> {
         let ports = self.router_interfaces(conn, &r.id).await?;
         let ids: Vec<String> = ports.iter().map(|p| p.id.clone()).collect();
         let ips: Vec<FixedIp> = store::ports::fixed_ips_of(conn, &ids)
@@ -528,7 +602,10 @@ impl NetworkService {
             .collect();
         for s in new {
             if ips.iter().any(|ip| ip.subnet_id == s.id) {
-                return Err(bad_router(format!("Router already has a port on subnet {}", s.id)));
+                return Err(bad_router(format!(
+                    "Router already has a port on subnet {}",
+                    s.id
+                )));
             }
             let cidr = subnet_cidr(s)?;
             for ip in &ips {
@@ -559,7 +636,12 @@ impl NetworkService {
     }
 
     /// `PUT /routers/{id}/add_router_interface` with `subnet_id` or `port_id`.
-    pub async fn add_router_interface(&self, ctx: &Ctx, id: &str, body: Map<String, Value>) -> Result<Value> {
+    pub async fn add_router_interface(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        body: Map<String, Value>,
+    ) -> Result<Value> {
         let (subnet_id, port_id) = interface_args(&body)?;
         let mut tx = self.write().await?;
         let mut r = self.visible_router(&mut tx, ctx, id).await?;
@@ -567,15 +649,21 @@ impl NetworkService {
         let access = Access::load(&mut tx).await?;
         let (port, subnet_ids) = match (subnet_id, port_id) {
             (Some(subnet_id), None) => {
-                let (s, n) = self.visible_subnet(&mut tx, ctx, &access, &subnet_id).await?;
+                let (s, n) = self
+                    .visible_subnet(&mut tx, ctx, &access, &subnet_id)
+                    .await?;
                 if !ctx.owns(&s.project_id) && !access.can_use_network(ctx, &n) {
                     return Err(policy("add_router_interface"));
                 }
                 let Some(gateway) = s.gateway_ip.clone() else {
-                    return Err(bad_router("Subnet for router interface must have a gateway IP"));
+                    return Err(bad_router(
+                        "Subnet for router interface must have a gateway IP",
+                    ));
                 };
-                self.check_interface_subnets(&mut tx, &r, std::slice::from_ref(&s)).await?;
-                let mut new = NewPort::internal(&s.network_id, &r.project_id, &r.id, ROUTER_INTERFACE);
+                self.check_interface_subnets(&mut tx, &r, std::slice::from_ref(&s))
+                    .await?;
+                let mut new =
+                    NewPort::internal(&s.network_id, &r.project_id, &r.id, ROUTER_INTERFACE);
                 new.fixed_ips = Some(vec![super::ipam::IpRequest {
                     subnet_id: Some(s.id.clone()),
                     ip_address: Some(gateway),
@@ -586,7 +674,9 @@ impl NetworkService {
             }
             (None, Some(port_id)) => {
                 let mut port = self.visible_port(&mut tx, ctx, &port_id).await?;
-                if !port.device_id.is_empty() || !port.device_owner.is_empty() && port.device_owner != ROUTER_INTERFACE {
+                if !port.device_id.is_empty()
+                    || !port.device_owner.is_empty() && port.device_owner != ROUTER_INTERFACE
+                {
                     if !port.device_id.is_empty() {
                         return Err(in_use(
                             "PortInUse",
@@ -604,13 +694,18 @@ impl NetworkService {
                 let mut subnets = Vec::new();
                 for ip in &ips {
                     if let Some(s) = store::subnets::get(&mut tx, &ip.subnet_id).await? {
-                        if !subnets.iter().any(|x: &store::subnets::SubnetRow| x.id == s.id) {
+                        if !subnets
+                            .iter()
+                            .any(|x: &store::subnets::SubnetRow| x.id == s.id)
+                        {
                             subnets.push(s);
                         }
                     }
                 }
                 if subnets.iter().filter(|s| s.ip_version == 4).count() > 1 {
-                    return Err(bad_router("Cannot have multiple IPv4 subnets on router port"));
+                    return Err(bad_router(
+                        "Cannot have multiple IPv4 subnets on router port",
+                    ));
                 }
                 self.check_interface_subnets(&mut tx, &r, &subnets).await?;
                 port.device_id = r.id.clone();
@@ -634,7 +729,12 @@ impl NetworkService {
     }
 
     /// `PUT /routers/{id}/remove_router_interface` with `subnet_id` or `port_id`.
-    pub async fn remove_router_interface(&self, ctx: &Ctx, id: &str, body: Map<String, Value>) -> Result<Value> {
+    pub async fn remove_router_interface(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        body: Map<String, Value>,
+    ) -> Result<Value> {
         let (subnet_id, port_id) = interface_args_lenient(&body)?;
         let mut tx = self.write().await?;
         let mut r = self.visible_router(&mut tx, ctx, id).await?;
@@ -669,7 +769,10 @@ impl NetworkService {
             (None, Some(sid)) => {
                 let Some(port) = interfaces
                     .iter()
-                    .find(|p| ips.get(&p.id).is_some_and(|v| v.iter().any(|i| &i.subnet_id == sid)))
+                    .find(|p| {
+                        ips.get(&p.id)
+                            .is_some_and(|v| v.iter().any(|i| &i.subnet_id == sid))
+                    })
                     .cloned()
                 else {
                     return Err(Error::not_found(format!(
@@ -697,7 +800,10 @@ impl NetworkService {
                     ));
                 }
             }
-            if r.routes.iter().any(|route| Ip::parse(&route.nexthop).is_some_and(|h| cidr.contains(&h))) {
+            if r.routes
+                .iter()
+                .any(|route| Ip::parse(&route.nexthop).is_some_and(|h| cidr.contains(&h)))
+            {
                 return Err(in_use(
                     "RouterInterfaceInUseByRoute",
                     format!("Router interface for subnet {sid} on router {} cannot be deleted, as it is required by one or more routes.", r.id),
@@ -722,7 +828,12 @@ impl NetworkService {
 
     /// The router that can carry a floating IP on `external_network` to an address on `subnet_id`:
     /// one with its gateway there and an interface on the subnet.
-    pub(crate) async fn router_for(&self, conn: &mut Conn, external_network: &str, subnet_id: &str) -> Result<Option<RouterRow>> {
+    pub(crate) async fn router_for(
+        &self,
+        conn: &mut Conn,
+        external_network: &str,
+        subnet_id: &str,
+    ) -> Result<Option<RouterRow>> {
         for r in store::routers::with_gateway_on(conn, external_network).await? {
             let interfaces = self.router_interfaces(conn, &r.id).await?;
             let ids: Vec<String> = interfaces.iter().map(|p| p.id.clone()).collect();

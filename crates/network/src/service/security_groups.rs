@@ -52,7 +52,13 @@ pub const RULE_SCHEMA: Schema = Schema {
     ],
 };
 
-const GROUP_READ_ONLY: &[&str] = &["id", "security_group_rules", "created_at", "updated_at", "revision_number"];
+const GROUP_READ_ONLY: &[&str] = &[
+    "id",
+    "security_group_rules",
+    "created_at",
+    "updated_at",
+    "revision_number",
+];
 const RULE_READ_ONLY: &[&str] = &["id", "created_at", "updated_at", "revision_number"];
 
 /// Protocol names Neutron accepts, with their numbers.
@@ -98,12 +104,19 @@ fn protocol_number(protocol: &str) -> Option<u8> {
 }
 
 fn default_exists() -> Error {
-    in_use("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
+    in_use(
+        "SecurityGroupDefaultAlreadyExists",
+        "Default security group already exists.",
+    )
 }
 
 impl NetworkService {
     /// The id of `project`'s default group, made (with its rules) if it does not exist yet.
-    pub(crate) async fn ensure_default_group(&self, conn: &mut Conn, project: &str) -> Result<String> {
+    pub(crate) async fn ensure_default_group(
+        &self,
+        conn: &mut Conn,
+        project: &str,
+    ) -> Result<String> {
         if let Some(id) = store::security_groups::default_group(conn, project).await? {
             return Ok(id);
         }
@@ -154,7 +167,10 @@ impl NetworkService {
             return Ok(());
         }
         let mut conn = self.read().await?;
-        if store::security_groups::default_group(&mut conn, &ctx.project).await?.is_some() {
+        if store::security_groups::default_group(&mut conn, &ctx.project)
+            .await?
+            .is_some()
+        {
             return Ok(());
         }
         drop(conn);
@@ -163,7 +179,12 @@ impl NetworkService {
         tx.commit().await
     }
 
-    pub(crate) async fn visible_group(&self, conn: &mut Conn, ctx: &Ctx, id: &str) -> Result<GroupRow> {
+    pub(crate) async fn visible_group(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        id: &str,
+    ) -> Result<GroupRow> {
         match store::security_groups::get_group(conn, id).await? {
             Some(g) if ctx.owns(&g.project_id) => Ok(g),
             _ => Err(not_found("Security group", id)),
@@ -176,7 +197,12 @@ impl NetworkService {
         Ok(types::security_group(g, &rules, &tags))
     }
 
-    pub async fn list_security_groups(&self, ctx: &Ctx, params: &ListParams, base: &LinkBase<'_>) -> Result<Page> {
+    pub async fn list_security_groups(
+        &self,
+        ctx: &Ctx,
+        params: &ListParams,
+        base: &LinkBase<'_>,
+    ) -> Result<Page> {
         query::validate(params, &GROUP_SCHEMA)?;
         self.ensure_default_for(ctx).await?;
         let mut conn = self.read().await?;
@@ -226,7 +252,12 @@ impl NetworkService {
         Ok(result)
     }
 
-    async fn create_group_tx(&self, tx: &mut Tx, ctx: &Ctx, map: Map<String, Value>) -> Result<GroupRow> {
+    async fn create_group_tx(
+        &self,
+        tx: &mut Tx,
+        ctx: &Ctx,
+        map: Map<String, Value>,
+    ) -> Result<GroupRow> {
         let mut input = Input::new(Op::Create, map, GROUP_READ_ONLY);
         let project = input.project(&ctx.project, ctx.admin)?;
         let name = input.string("name", 255)?.unwrap_or_default();
@@ -279,7 +310,12 @@ impl NetworkService {
         Ok(g)
     }
 
-    pub async fn update_security_group(&self, ctx: &Ctx, id: &str, map: Map<String, Value>) -> Result<Value> {
+    pub async fn update_security_group(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        map: Map<String, Value>,
+    ) -> Result<Value> {
         let mut tx = self.write().await?;
         let mut g = self.visible_group(&mut tx, ctx, id).await?;
         ctx.require_member("update_security_group")?;
@@ -296,7 +332,10 @@ impl NetworkService {
             == Some(g.id.as_str());
         if let Some(name) = name {
             if is_default && name != g.name {
-                return Err(in_use("SecurityGroupCannotUpdateDefault", "Updating default security group not allowed."));
+                return Err(in_use(
+                    "SecurityGroupCannotUpdateDefault",
+                    "Updating default security group not allowed.",
+                ));
             }
             if !is_default && name.eq_ignore_ascii_case("default") {
                 return Err(default_exists());
@@ -307,10 +346,17 @@ impl NetworkService {
             g.description = d;
         }
         if let Some(s) = stateful {
-            if s != g.stateful && !store::ports::ports_in_security_group(&mut tx, &g.id).await?.is_empty() {
+            if s != g.stateful
+                && !store::ports::ports_in_security_group(&mut tx, &g.id)
+                    .await?
+                    .is_empty()
+            {
                 return Err(in_use(
                     "SecurityGroupInUse",
-                    format!("Security Group {} in use, cannot change its statefulness.", g.id),
+                    format!(
+                        "Security Group {} in use, cannot change its statefulness.",
+                        g.id
+                    ),
                 ));
             }
             g.stateful = s;
@@ -332,10 +378,19 @@ impl NetworkService {
             .as_deref()
             == Some(g.id.as_str());
         if is_default && !ctx.admin {
-            return Err(in_use("SecurityGroupCannotRemoveDefault", "Insufficient rights for removing default security group."));
+            return Err(in_use(
+                "SecurityGroupCannotRemoveDefault",
+                "Insufficient rights for removing default security group.",
+            ));
         }
-        if !store::ports::ports_in_security_group(&mut tx, &g.id).await?.is_empty() {
-            return Err(in_use("SecurityGroupInUse", format!("Security Group {} in use.", g.id)));
+        if !store::ports::ports_in_security_group(&mut tx, &g.id)
+            .await?
+            .is_empty()
+        {
+            return Err(in_use(
+                "SecurityGroupInUse",
+                format!("Security Group {} in use.", g.id),
+            ));
         }
         store::tags::clear(&mut tx, "security-groups", &g.id).await?;
         store::security_groups::delete_group(&mut tx, &g.id).await?;
@@ -350,7 +405,12 @@ impl NetworkService {
                 .any(|g| g.id == r.security_group_id && g.project_id == ctx.project)
     }
 
-    pub async fn list_security_group_rules(&self, ctx: &Ctx, params: &ListParams, base: &LinkBase<'_>) -> Result<Page> {
+    pub async fn list_security_group_rules(
+        &self,
+        ctx: &Ctx,
+        params: &ListParams,
+        base: &LinkBase<'_>,
+    ) -> Result<Page> {
         query::validate(params, &RULE_SCHEMA)?;
         self.ensure_default_for(ctx).await?;
         let mut conn = self.read().await?;
@@ -401,36 +461,55 @@ impl NetworkService {
         Ok(result)
     }
 
-    pub(crate) async fn create_rule_tx(&self, tx: &mut Tx, ctx: &Ctx, map: Map<String, Value>) -> Result<RuleRow> {
+    pub(crate) async fn create_rule_tx(
+        &self,
+        tx: &mut Tx,
+        ctx: &Ctx,
+        map: Map<String, Value>,
+    ) -> Result<RuleRow> {
         let mut input = Input::new(Op::Create, map, RULE_READ_ONLY);
         let _project = input.project(&ctx.project, ctx.admin)?;
         let group_id = input.string("security_group_id", 36)?.ok_or_else(|| {
-            Error::bad_request("Failed to parse request. Required attribute 'security_group_id' not specified")
-                .with_kind("HTTPBadRequest")
+            Error::bad_request(
+                "Failed to parse request. Required attribute 'security_group_id' not specified",
+            )
+            .with_kind("HTTPBadRequest")
         })?;
         let direction = input.string("direction", 16)?.ok_or_else(|| {
-            Error::bad_request("Failed to parse request. Required attribute 'direction' not specified")
-                .with_kind("HTTPBadRequest")
+            Error::bad_request(
+                "Failed to parse request. Required attribute 'direction' not specified",
+            )
+            .with_kind("HTTPBadRequest")
         })?;
-        let ethertype = input.string("ethertype", 8)?.unwrap_or_else(|| "IPv4".into());
+        let ethertype = input
+            .string("ethertype", 8)?
+            .unwrap_or_else(|| "IPv4".into());
         let protocol = match input.take("protocol") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.is_empty() || s.eq_ignore_ascii_case("any") => None,
             Some(Value::String(s)) => Some(s.to_ascii_lowercase()),
             Some(Value::Number(n)) => Some(n.to_string()),
             Some(other) => {
-                return Err(invalid("protocol", format!("'{}' is not a valid protocol", repr(&other))))
+                return Err(invalid(
+                    "protocol",
+                    format!("'{}' is not a valid protocol", repr(&other)),
+                ))
             }
         };
         let port_min = port_value(input.take("port_range_min"))?;
         let port_max = port_value(input.take("port_range_max"))?;
         let remote_ip_prefix = input.nullable_string("remote_ip_prefix", 64)?.flatten();
         let remote_group_id = input.nullable_string("remote_group_id", 36)?.flatten();
-        let remote_address_group = input.nullable_string("remote_address_group_id", 36)?.flatten();
+        let remote_address_group = input
+            .nullable_string("remote_address_group_id", 36)?
+            .flatten();
         let description = input.string("description", 255)?.unwrap_or_default();
         input.finish()?;
         if direction != "ingress" && direction != "egress" {
-            return Err(invalid("direction", format!("'{direction}' is not in ['ingress', 'egress']")));
+            return Err(invalid(
+                "direction",
+                format!("'{direction}' is not in ['ingress', 'egress']"),
+            ));
         }
         if ethertype != "IPv4" && ethertype != "IPv6" {
             return Err(Error::bad_request(format!(
@@ -464,12 +543,15 @@ impl NetworkService {
         let (mut port_min, mut port_max) = (port_min, port_max);
         if port_min.is_some() || port_max.is_some() {
             let Some(n) = number else {
-                return Err(Error::bad_request("Must also specify protocol if port range is given.")
-                    .with_kind("SecurityGroupProtocolRequiredWithPorts"));
+                return Err(Error::bad_request(
+                    "Must also specify protocol if port range is given.",
+                )
+                .with_kind("SecurityGroupProtocolRequiredWithPorts"));
             };
             if PORT_PROTOCOLS.contains(&n) {
                 if port_min == Some(0) || port_max == Some(0) {
-                    return Err(Error::bad_request("Invalid value for port 0").with_kind("SecurityGroupInvalidPortValue"));
+                    return Err(Error::bad_request("Invalid value for port 0")
+                        .with_kind("SecurityGroupInvalidPortValue"));
                 }
                 match (port_min, port_max) {
                     (Some(a), Some(b)) if a <= b => {}
@@ -485,7 +567,10 @@ impl NetworkService {
                     port_max = None;
                 }
             } else if n == 1 || n == 58 {
-                for (value, field, attr) in [(port_min, "type", "port_range_min"), (port_max, "code", "port_range_max")] {
+                for (value, field, attr) in [
+                    (port_min, "type", "port_range_min"),
+                    (port_max, "code", "port_range_max"),
+                ] {
                     if let Some(v) = value {
                         if !(0..=255).contains(&v) {
                             return Err(Error::bad_request(format!(
@@ -510,7 +595,8 @@ impl NetworkService {
             }
         }
         if remote_address_group.is_some() {
-            return Err(Error::not_found("Address group could not be found.").with_kind("AddressGroupNotFound"));
+            return Err(Error::not_found("Address group could not be found.")
+                .with_kind("AddressGroupNotFound"));
         }
         if remote_ip_prefix.is_some() && remote_group_id.is_some() {
             return Err(Error::bad_request(
@@ -555,7 +641,8 @@ impl NetworkService {
                 format!("Security group rule already exists. Rule id is {}.", dup.id),
             ));
         }
-        self.check_quota(tx, &group.project_id, "security_group_rule", 1).await?;
+        self.check_quota(tx, &group.project_id, "security_group_rule", 1)
+            .await?;
         let now = now();
         let r = RuleRow {
             id: new_uuid(),
@@ -578,15 +665,33 @@ impl NetworkService {
         Ok(r)
     }
 
-    pub async fn update_security_group_rule(&self, ctx: &Ctx, id: &str, map: Map<String, Value>) -> Result<Value> {
+    pub async fn update_security_group_rule(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        map: Map<String, Value>,
+    ) -> Result<Value> {
         let mut tx = self.write().await?;
         let mut r = self.visible_rule(&mut tx, ctx, id).await?;
         ctx.require_member("update_security_group_rule")?;
-        let mut input = Input::new(Op::Update, map, &[
-            "id", "security_group_id", "direction", "ethertype", "protocol", "port_range_min",
-            "port_range_max", "remote_ip_prefix", "remote_group_id", "created_at", "updated_at",
-            "revision_number",
-        ]);
+        let mut input = Input::new(
+            Op::Update,
+            map,
+            &[
+                "id",
+                "security_group_id",
+                "direction",
+                "ethertype",
+                "protocol",
+                "port_range_min",
+                "port_range_max",
+                "remote_ip_prefix",
+                "remote_group_id",
+                "created_at",
+                "updated_at",
+                "revision_number",
+            ],
+        );
         if let Some(d) = input.string("description", 255)? {
             r.description = d;
         }
@@ -621,8 +726,10 @@ fn port_value(value: Option<Value>) -> Result<Option<i64>> {
         None | Some(Value::Null) => Ok(None),
         Some(v) => match to_int(&v) {
             Some(n) if (0..=65535).contains(&n) => Ok(Some(n)),
-            _ => Err(Error::bad_request(format!("Invalid value for port {}", repr(&v)))
-                .with_kind("SecurityGroupInvalidPortValue")),
+            _ => Err(
+                Error::bad_request(format!("Invalid value for port {}", repr(&v)))
+                    .with_kind("SecurityGroupInvalidPortValue"),
+            ),
         },
     }
 }

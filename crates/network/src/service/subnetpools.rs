@@ -37,7 +37,13 @@ pub const SCHEMA: Schema = Schema {
     ],
 };
 
-const READ_ONLY: &[&str] = &["id", "ip_version", "created_at", "updated_at", "revision_number"];
+const READ_ONLY: &[&str] = &[
+    "id",
+    "ip_version",
+    "created_at",
+    "updated_at",
+    "revision_number",
+];
 
 fn bounds_error(kind: &str, len: i64, base_kind: &str, base: i64) -> Error {
     Error::bad_request(format!(
@@ -56,12 +62,17 @@ fn parse_prefixes(values: Vec<String>) -> Result<Vec<Cidr>> {
         cidrs.push(c);
     }
     if cidrs.is_empty() {
-        return Err(invalid("prefixes", "'[]' is not a list of valid IP subnets"));
+        return Err(invalid(
+            "prefixes",
+            "'[]' is not a list of valid IP subnets",
+        ));
     }
     let version = cidrs[0].version();
     if cidrs.iter().any(|c| c.version() != version) {
-        return Err(Error::bad_request("Cannot mix IPv4 and IPv6 prefixes in a subnet pool.")
-            .with_kind("PrefixVersionMismatch"));
+        return Err(
+            Error::bad_request("Cannot mix IPv4 and IPv6 prefixes in a subnet pool.")
+                .with_kind("PrefixVersionMismatch"),
+        );
     }
     cidrs.sort_by_key(|c| (c.first().value, c.prefix));
     let mut out: Vec<Cidr> = Vec::new();
@@ -92,7 +103,13 @@ impl NetworkService {
     }
 
     /// A requested CIDR must lie inside the pool and not overlap its other subnets.
-    pub(crate) async fn check_in_pool(&self, conn: &mut Conn, ctx: &Ctx, pool_id: &str, cidr: &Cidr) -> Result<()> {
+    pub(crate) async fn check_in_pool(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        pool_id: &str,
+        cidr: &Cidr,
+    ) -> Result<()> {
         let pool = self.visible_pool(conn, ctx, pool_id).await?;
         if i64::from(cidr.version()) != pool.ip_version {
             return Err(Error::bad_request(format!(
@@ -137,7 +154,14 @@ impl NetworkService {
     }
 
     /// Carves the first free prefix of `prefixlen` (default: the pool's) out of the pool.
-    pub(crate) async fn allocate_from_pool(&self, conn: &mut Conn, ctx: &Ctx, pool_id: &str, ip_version: i64, prefixlen: Option<i64>) -> Result<Cidr> {
+    pub(crate) async fn allocate_from_pool(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        pool_id: &str,
+        ip_version: i64,
+        prefixlen: Option<i64>,
+    ) -> Result<Cidr> {
         let pool = self.visible_pool(conn, ctx, pool_id).await?;
         if ip_version != pool.ip_version {
             return Err(Error::bad_request(format!(
@@ -173,8 +197,18 @@ impl NetworkService {
             }
             let size: u128 = Cidr::new(prefix.ip, len).size();
             let mut start = prefix.first().value;
-            while start <= prefix.last().value && start.checked_add(size - 1).is_some_and(|end| end <= prefix.last().value) {
-                let candidate = Cidr::new(Ip { version: prefix.version(), value: start }, len);
+            while start <= prefix.last().value
+                && start
+                    .checked_add(size - 1)
+                    .is_some_and(|end| end <= prefix.last().value)
+            {
+                let candidate = Cidr::new(
+                    Ip {
+                        version: prefix.version(),
+                        value: start,
+                    },
+                    len,
+                );
                 match used.iter().find(|u| u.overlaps(&candidate)) {
                     None => return Ok(candidate),
                     Some(u) => {
@@ -194,7 +228,12 @@ impl NetworkService {
         ))
     }
 
-    pub async fn list_subnetpools(&self, ctx: &Ctx, params: &ListParams, base: &LinkBase<'_>) -> Result<Page> {
+    pub async fn list_subnetpools(
+        &self,
+        ctx: &Ctx,
+        params: &ListParams,
+        base: &LinkBase<'_>,
+    ) -> Result<Page> {
         query::validate(params, &SCHEMA)?;
         let mut conn = self.read().await?;
         let pools: Vec<SubnetPoolRow> = store::subnetpools::list(&mut conn)
@@ -224,8 +263,10 @@ impl NetworkService {
         let name = input.string("name", 255)?.unwrap_or_default();
         let description = input.string("description", 255)?.unwrap_or_default();
         let prefixes = input.string_list("prefixes")?.ok_or_else(|| {
-            Error::bad_request("Failed to parse request. Required attribute 'prefixes' not specified")
-                .with_kind("HTTPBadRequest")
+            Error::bad_request(
+                "Failed to parse request. Required attribute 'prefixes' not specified",
+            )
+            .with_kind("HTTPBadRequest")
         })?;
         let min = input.integer("min_prefixlen")?.flatten();
         let max = input.integer("max_prefixlen")?.flatten();
@@ -243,7 +284,8 @@ impl NetworkService {
             return Err(policy("create_subnetpool:is_default"));
         }
         if address_scope.is_some() {
-            return Err(Error::not_found("Address scope could not be found.").with_kind("AddressScopeNotFound"));
+            return Err(Error::not_found("Address scope could not be found.")
+                .with_kind("AddressScopeNotFound"));
         }
         let prefixes = parse_prefixes(prefixes)?;
         let version = prefixes[0].version();
@@ -258,14 +300,28 @@ impl NetworkService {
             return Err(bounds_error("max_prefixlen", max, "ip_version_max", bits));
         }
         if default < min {
-            return Err(bounds_error("default_prefixlen", default, "min_prefixlen", min));
+            return Err(bounds_error(
+                "default_prefixlen",
+                default,
+                "min_prefixlen",
+                min,
+            ));
         }
         if default > max {
-            return Err(bounds_error("default_prefixlen", default, "max_prefixlen", max));
+            return Err(bounds_error(
+                "default_prefixlen",
+                default,
+                "max_prefixlen",
+                max,
+            ));
         }
         let mut tx = self.write().await?;
         self.check_quota(&mut tx, &project, "subnetpool", 1).await?;
-        if is_default && store::subnetpools::default_for(&mut tx, i64::from(version)).await?.is_some() {
+        if is_default
+            && store::subnetpools::default_for(&mut tx, i64::from(version))
+                .await?
+                .is_some()
+        {
             return Err(in_use(
                 "InvalidInput",
                 format!("A default subnetpool for this IP family has already been set. Only one default may exist per IP family"),
@@ -299,7 +355,12 @@ impl NetworkService {
         Ok(json!({ "subnetpool": body }))
     }
 
-    pub async fn update_subnetpool(&self, ctx: &Ctx, id: &str, map: Map<String, Value>) -> Result<Value> {
+    pub async fn update_subnetpool(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        map: Map<String, Value>,
+    ) -> Result<Value> {
         let mut tx = self.write().await?;
         let mut p = self.visible_pool(&mut tx, ctx, id).await?;
         if !ctx.owns(&p.project_id) {
@@ -317,8 +378,10 @@ impl NetworkService {
             let new = parse_prefixes(v)?;
             let old = parse_prefixes(p.prefixes.clone())?;
             if i64::from(new[0].version()) != p.ip_version {
-                return Err(Error::bad_request("Cannot mix IPv4 and IPv6 prefixes in a subnet pool.")
-                    .with_kind("PrefixVersionMismatch"));
+                return Err(Error::bad_request(
+                    "Cannot mix IPv4 and IPv6 prefixes in a subnet pool.",
+                )
+                .with_kind("PrefixVersionMismatch"));
             }
             if old.iter().any(|o| !new.iter().any(|n| n.contains_cidr(o))) {
                 return Err(Error::bad_request(
@@ -329,13 +392,16 @@ impl NetworkService {
             p.prefixes = new.iter().map(|c| c.to_string()).collect();
         }
         if let Some(v) = input.integer("min_prefixlen")? {
-            p.min_prefixlen = v.ok_or_else(|| invalid("min_prefixlen", "'None' is not an integer"))?;
+            p.min_prefixlen =
+                v.ok_or_else(|| invalid("min_prefixlen", "'None' is not an integer"))?;
         }
         if let Some(v) = input.integer("max_prefixlen")? {
-            p.max_prefixlen = v.ok_or_else(|| invalid("max_prefixlen", "'None' is not an integer"))?;
+            p.max_prefixlen =
+                v.ok_or_else(|| invalid("max_prefixlen", "'None' is not an integer"))?;
         }
         if let Some(v) = input.integer("default_prefixlen")? {
-            p.default_prefixlen = v.ok_or_else(|| invalid("default_prefixlen", "'None' is not an integer"))?;
+            p.default_prefixlen =
+                v.ok_or_else(|| invalid("default_prefixlen", "'None' is not an integer"))?;
         }
         if let Some(v) = input.integer("default_quota")? {
             p.default_quota = v;
@@ -346,7 +412,9 @@ impl NetworkService {
                     return Err(policy("update_subnetpool:is_default"));
                 }
                 if v {
-                    if let Some(other) = store::subnetpools::default_for(&mut tx, p.ip_version).await? {
+                    if let Some(other) =
+                        store::subnetpools::default_for(&mut tx, p.ip_version).await?
+                    {
                         if other.id != p.id {
                             return Err(in_use("InvalidInput", "A default subnetpool for this IP family has already been set. Only one default may exist per IP family"));
                         }
@@ -357,8 +425,10 @@ impl NetworkService {
         }
         if let Some(v) = input.boolean("shared")? {
             if v != p.shared {
-                return Err(Error::bad_request("Cannot update read-only attribute shared")
-                    .with_kind("HTTPBadRequest"));
+                return Err(
+                    Error::bad_request("Cannot update read-only attribute shared")
+                        .with_kind("HTTPBadRequest"),
+                );
             }
         }
         input.take("address_scope_id");
@@ -367,13 +437,28 @@ impl NetworkService {
         input.finish()?;
         let bits = if p.ip_version == 4 { 32 } else { 128 };
         if p.min_prefixlen > p.max_prefixlen {
-            return Err(bounds_error("min_prefixlen", p.min_prefixlen, "max_prefixlen", p.max_prefixlen));
+            return Err(bounds_error(
+                "min_prefixlen",
+                p.min_prefixlen,
+                "max_prefixlen",
+                p.max_prefixlen,
+            ));
         }
         if p.max_prefixlen > bits {
-            return Err(bounds_error("max_prefixlen", p.max_prefixlen, "ip_version_max", bits));
+            return Err(bounds_error(
+                "max_prefixlen",
+                p.max_prefixlen,
+                "ip_version_max",
+                bits,
+            ));
         }
         if p.default_prefixlen < p.min_prefixlen || p.default_prefixlen > p.max_prefixlen {
-            return Err(bounds_error("default_prefixlen", p.default_prefixlen, "min_prefixlen", p.min_prefixlen));
+            return Err(bounds_error(
+                "default_prefixlen",
+                p.default_prefixlen,
+                "min_prefixlen",
+                p.min_prefixlen,
+            ));
         }
         p.updated_at = now();
         p.revision_number += 1;
@@ -384,7 +469,13 @@ impl NetworkService {
     }
 
     /// `PUT /subnetpools/{id}/add_prefixes` and `remove_prefixes`.
-    pub async fn change_pool_prefixes(&self, ctx: &Ctx, id: &str, body: Value, add: bool) -> Result<Value> {
+    pub async fn change_pool_prefixes(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        body: Value,
+        add: bool,
+    ) -> Result<Value> {
         let prefixes: Vec<String> = match body.get("prefixes") {
             Some(Value::Array(items)) => items
                 .iter()
@@ -392,8 +483,10 @@ impl NetworkService {
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| invalid("prefixes", "not a list of strings"))?,
             _ => {
-                return Err(Error::bad_request("Failed to parse request. Required attribute 'prefixes' not specified")
-                    .with_kind("HTTPBadRequest"))
+                return Err(Error::bad_request(
+                    "Failed to parse request. Required attribute 'prefixes' not specified",
+                )
+                .with_kind("HTTPBadRequest"))
             }
         };
         let mut tx = self.write().await?;
@@ -416,7 +509,10 @@ impl NetworkService {
                     if subnet_cidr(&s)?.overlaps(g) {
                         return Err(in_use(
                             "IllegalSubnetPoolUpdate",
-                            format!("Illegal update to subnet pool: prefix {g} is in use by subnet {}", s.id),
+                            format!(
+                                "Illegal update to subnet pool: prefix {g} is in use by subnet {}",
+                                s.id
+                            ),
                         ));
                     }
                 }
@@ -428,7 +524,10 @@ impl NetworkService {
                 .collect()
         };
         if next.is_empty() {
-            return Err(invalid("prefixes", "a subnet pool needs at least one prefix"));
+            return Err(invalid(
+                "prefixes",
+                "a subnet pool needs at least one prefix",
+            ));
         }
         p.prefixes = next;
         p.updated_at = now();
@@ -448,7 +547,10 @@ impl NetworkService {
         if !store::subnets::of_pool(&mut tx, &p.id).await?.is_empty() {
             return Err(in_use(
                 "SubnetPoolInUse",
-                format!("Unable to delete subnet pool {}: Subnets are still allocated from it.", p.id),
+                format!(
+                    "Unable to delete subnet pool {}: Subnets are still allocated from it.",
+                    p.id
+                ),
             ));
         }
         store::tags::clear(&mut tx, "subnetpools", &p.id).await?;

@@ -8,7 +8,9 @@ use nubo_common::{Error, Result};
 use serde_json::{json, Map, Value};
 
 use super::ipam::pools_of;
-use super::{in_use, is_router_interface, not_found, policy, subnet_cidr, Access, Ctx, NetworkService, Tx};
+use super::{
+    in_use, is_router_interface, not_found, policy, subnet_cidr, Access, Ctx, NetworkService, Tx,
+};
 use crate::addr::{default_pools, Cidr, Ip, Range};
 use crate::input::{invalid, invalid_input, parse_ip, parse_subnet, CreateBody, Input, Op};
 use crate::query::{self, LinkBase, ListParams, Page, Schema};
@@ -83,7 +85,10 @@ fn parse_pools(values: Vec<Value>, cidr: &Cidr) -> Result<Vec<Range>> {
         let start = parse_ip("allocation_pools", &start)?;
         let end = parse_ip("allocation_pools", &end)?;
         let range = Range { start, end };
-        if start.version != cidr.version() || end.version != cidr.version() || start.value > end.value {
+        if start.version != cidr.version()
+            || end.version != cidr.version()
+            || start.value > end.value
+        {
             return Err(Error::bad_request(format!(
                 "The allocation pool {} is not valid.",
                 pool_text(&range)
@@ -153,7 +158,12 @@ fn check_ip_version(version: i64, ip: &Ip, name: &str, text: &str) -> Result<()>
     Ok(())
 }
 
-fn parse_nameservers(values: Vec<String>, version: i64, max: usize, subnet: &str) -> Result<Vec<String>> {
+fn parse_nameservers(
+    values: Vec<String>,
+    version: i64,
+    max: usize,
+    subnet: &str,
+) -> Result<Vec<String>> {
     if values.len() > max {
         return Err(Error::bad_request(format!(
             "Unable to complete operation for {subnet}. The number of DNS nameservers exceeds the limit {max}."
@@ -163,10 +173,16 @@ fn parse_nameservers(values: Vec<String>, version: i64, max: usize, subnet: &str
     let mut out: Vec<String> = Vec::new();
     for v in values {
         let ip = Ip::parse(&v).ok_or_else(|| {
-            invalid("dns_nameservers", format!("'{v}' is not a valid nameserver"))
+            invalid(
+                "dns_nameservers",
+                format!("'{v}' is not a valid nameserver"),
+            )
         })?;
         if out.contains(&ip.to_string()) {
-            return Err(invalid("dns_nameservers", format!("Duplicate nameserver '{v}'")));
+            return Err(invalid(
+                "dns_nameservers",
+                format!("Duplicate nameserver '{v}'"),
+            ));
         }
         check_ip_version(version, &ip, "dns_nameserver", &v)?;
         out.push(ip.to_string());
@@ -174,7 +190,12 @@ fn parse_nameservers(values: Vec<String>, version: i64, max: usize, subnet: &str
     Ok(out)
 }
 
-fn parse_host_routes(values: Vec<Value>, version: i64, max: usize, subnet: &str) -> Result<Vec<HostRoute>> {
+fn parse_host_routes(
+    values: Vec<Value>,
+    version: i64,
+    max: usize,
+    subnet: &str,
+) -> Result<Vec<HostRoute>> {
     if values.len() > max {
         return Err(Error::bad_request(format!(
             "Unable to complete operation for {subnet}. The number of host routes exceeds the limit {max}."
@@ -184,7 +205,10 @@ fn parse_host_routes(values: Vec<Value>, version: i64, max: usize, subnet: &str)
     let mut out: Vec<HostRoute> = Vec::new();
     for v in values {
         let (Some(dest), Some(hop)) = (v["destination"].as_str(), v["nexthop"].as_str()) else {
-            return Err(invalid("host_routes", format!("Invalid data format for hostroute: '{v}'")));
+            return Err(invalid(
+                "host_routes",
+                format!("Invalid data format for hostroute: '{v}'"),
+            ));
         };
         let d = Cidr::parse(dest)
             .ok_or_else(|| invalid("host_routes", format!("'{dest}' is not a valid IP subnet")))?;
@@ -205,7 +229,13 @@ fn parse_host_routes(values: Vec<Value>, version: i64, max: usize, subnet: &str)
 
 impl NetworkService {
     /// A subnet the caller may see (it sees the network), with its network, or 404.
-    pub(crate) async fn visible_subnet(&self, conn: &mut Conn, ctx: &Ctx, access: &Access, id: &str) -> Result<(SubnetRow, NetworkRow)> {
+    pub(crate) async fn visible_subnet(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        access: &Access,
+        id: &str,
+    ) -> Result<(SubnetRow, NetworkRow)> {
         let Some(s) = store::subnets::get(conn, id).await? else {
             return Err(not_found("Subnet", id));
         };
@@ -215,12 +245,22 @@ impl NetworkService {
         }
     }
 
-    pub(crate) async fn subnet_json(&self, conn: &mut Conn, s: &SubnetRow, n: &NetworkRow) -> Result<Value> {
+    pub(crate) async fn subnet_json(
+        &self,
+        conn: &mut Conn,
+        s: &SubnetRow,
+        n: &NetworkRow,
+    ) -> Result<Value> {
         let tags = store::tags::of(conn, "subnets", &s.id).await?;
         Ok(types::subnet(s, n.external, &tags))
     }
 
-    pub async fn list_subnets(&self, ctx: &Ctx, params: &ListParams, base: &LinkBase<'_>) -> Result<Page> {
+    pub async fn list_subnets(
+        &self,
+        ctx: &Ctx,
+        params: &ListParams,
+        base: &LinkBase<'_>,
+    ) -> Result<Page> {
         query::validate(params, &SCHEMA)?;
         let mut conn = self.read().await?;
         let access = Access::load(&mut conn).await?;
@@ -230,7 +270,8 @@ impl NetworkService {
             .into_iter()
             .filter(|s| {
                 networks.iter().any(|n| {
-                    n.id == s.network_id && (access.can_see_network(ctx, n) || ctx.owns(&s.project_id))
+                    n.id == s.network_id
+                        && (access.can_see_network(ctx, n) || ctx.owns(&s.project_id))
                 })
             })
             .collect();
@@ -243,7 +284,11 @@ impl NetworkService {
                     .iter()
                     .find(|n| n.id == s.network_id)
                     .is_some_and(|n| n.external);
-                types::subnet(s, external, tags.get(&s.id).map(Vec::as_slice).unwrap_or(&[]))
+                types::subnet(
+                    s,
+                    external,
+                    tags.get(&s.id).map(Vec::as_slice).unwrap_or(&[]),
+                )
             })
             .collect();
         query::apply(items, params, &SCHEMA, base)
@@ -277,12 +322,20 @@ impl NetworkService {
         Ok(result)
     }
 
-    pub(crate) async fn create_subnet_tx(&self, tx: &mut Tx, ctx: &Ctx, map: Map<String, Value>) -> Result<(SubnetRow, NetworkRow)> {
+    pub(crate) async fn create_subnet_tx(
+        &self,
+        tx: &mut Tx,
+        ctx: &Ctx,
+        map: Map<String, Value>,
+    ) -> Result<(SubnetRow, NetworkRow)> {
         let mut input = Input::new(Op::Create, map, &READ_ONLY[..1]);
         let project = input.project(&ctx.project, ctx.admin)?;
-        let network_id = input
-            .string("network_id", 36)?
-            .ok_or_else(|| Error::bad_request("Failed to parse request. Required attribute 'network_id' not specified").with_kind("HTTPBadRequest"))?;
+        let network_id = input.string("network_id", 36)?.ok_or_else(|| {
+            Error::bad_request(
+                "Failed to parse request. Required attribute 'network_id' not specified",
+            )
+            .with_kind("HTTPBadRequest")
+        })?;
         let name = input.string("name", 255)?.unwrap_or_default();
         let description = input.string("description", 255)?.unwrap_or_default();
         let ip_version = input.integer("ip_version")?.flatten();
@@ -311,71 +364,87 @@ impl NetworkService {
         for mode in [&ra_mode, &address_mode].into_iter().flatten() {
             if !IPV6_MODES.contains(&mode.as_str()) {
                 return Err(invalid(
-                    if ra_mode.as_deref() == Some(mode.as_str()) { "ipv6_ra_mode" } else { "ipv6_address_mode" },
-                    format!("'{mode}' is not in {}", crate::query::py_list(&IPV6_MODES.iter().map(|m| m.to_string()).collect::<Vec<_>>())),
+                    if ra_mode.as_deref() == Some(mode.as_str()) {
+                        "ipv6_ra_mode"
+                    } else {
+                        "ipv6_address_mode"
+                    },
+                    format!(
+                        "'{mode}' is not in {}",
+                        crate::query::py_list(
+                            &IPV6_MODES.iter().map(|m| m.to_string()).collect::<Vec<_>>()
+                        )
+                    ),
                 ));
             }
         }
-        let ip_version = match ip_version {
-            Some(v @ (4 | 6)) => v,
-            Some(v) => return Err(invalid("ip_version", format!("'{v}' is not in [4, 6]"))),
-            None => match &cidr_text {
-                Some(c) => Cidr::parse(c).map(|c| i64::from(c.version())).unwrap_or(4),
-                None => {
-                    return Err(Error::bad_request(
+        let ip_version =
+            match ip_version {
+                Some(v @ (4 | 6)) => v,
+                Some(v) => return Err(invalid("ip_version", format!("'{v}' is not in [4, 6]"))),
+                None => match &cidr_text {
+                    Some(c) => Cidr::parse(c).map(|c| i64::from(c.version())).unwrap_or(4),
+                    None => return Err(Error::bad_request(
                         "Failed to parse request. Required attribute 'ip_version' not specified",
                     )
-                    .with_kind("HTTPBadRequest"))
-                }
-            },
-        };
+                    .with_kind("HTTPBadRequest")),
+                },
+            };
         if use_default_pool && subnetpool_id.is_none() {
-            let pool = store::subnetpools::default_for(tx, ip_version).await?.ok_or_else(|| {
-                Error::bad_request(format!(
-                    "No default subnetpool found for IPv{ip_version}"
-                ))
-                .with_kind("BadRequest")
-            })?;
+            let pool = store::subnetpools::default_for(tx, ip_version)
+                .await?
+                .ok_or_else(|| {
+                    Error::bad_request(format!("No default subnetpool found for IPv{ip_version}"))
+                        .with_kind("BadRequest")
+                })?;
             subnetpool_id = Some(pool.id);
         }
-        let cidr = match (&cidr_text, &subnetpool_id) {
-            (Some(text), pool_id) => {
-                let cidr = parse_subnet("cidr", text)?;
-                if i64::from(cidr.version()) != ip_version {
-                    return Err(invalid_input(format!(
-                        "cidr '{text}' does not match the ip_version '{ip_version}'"
-                    )));
+        let cidr =
+            match (&cidr_text, &subnetpool_id) {
+                (Some(text), pool_id) => {
+                    let cidr = parse_subnet("cidr", text)?;
+                    if i64::from(cidr.version()) != ip_version {
+                        return Err(invalid_input(format!(
+                            "cidr '{text}' does not match the ip_version '{ip_version}'"
+                        )));
+                    }
+                    if let Some(pool_id) = pool_id {
+                        self.check_in_pool(tx, ctx, pool_id, &cidr).await?;
+                    }
+                    cidr
                 }
-                if let Some(pool_id) = pool_id {
-                    self.check_in_pool(tx, ctx, pool_id, &cidr).await?;
+                (None, Some(pool_id)) => {
+                    self.allocate_from_pool(tx, ctx, pool_id, ip_version, prefixlen)
+                        .await?
                 }
-                cidr
-            }
-            (None, Some(pool_id)) => self.allocate_from_pool(tx, ctx, pool_id, ip_version, prefixlen).await?,
-            (None, None) => {
-                return Err(Error::bad_request(
+                (None, None) => return Err(Error::bad_request(
                     "Bad subnets request: a subnetpool must be specified in the absence of a cidr.",
                 )
-                .with_kind("BadRequest"))
-            }
-        };
+                .with_kind("BadRequest")),
+            };
         if cidr.prefix == 0 {
             return Err(invalid_input("0 is not allowed as CIDR prefix length"));
         }
         if ip_version == 6 && cidr.first().value == 0 {
             return Err(invalid_input("IPv6 subnet '::' is not supported"));
         }
-        if enable_dhcp && ((ip_version == 4 && cidr.prefix > 30) || (ip_version == 6 && cidr.prefix > 126)) {
+        if enable_dhcp
+            && ((ip_version == 4 && cidr.prefix > 30) || (ip_version == 6 && cidr.prefix > 126))
+        {
             return Err(invalid_input(
                 "Subnet has a prefix length that is incompatible with DHCP service enabled",
             ));
         }
         if ip_version == 4 {
             if ra_mode.is_some() {
-                return Err(invalid_input("ipv6_ra_mode is not valid when ip_version is 4"));
+                return Err(invalid_input(
+                    "ipv6_ra_mode is not valid when ip_version is 4",
+                ));
             }
             if address_mode.is_some() {
-                return Err(invalid_input("ipv6_address_mode is not valid when ip_version is 4"));
+                return Err(invalid_input(
+                    "ipv6_address_mode is not valid when ip_version is 4",
+                ));
             }
         } else {
             if (ra_mode.is_some() || address_mode.is_some()) && !enable_dhcp {
@@ -390,7 +459,10 @@ impl NetworkService {
                     )));
                 }
             }
-            let auto = matches!(address_mode.as_deref(), Some("slaac") | Some("dhcpv6-stateless"));
+            let auto = matches!(
+                address_mode.as_deref(),
+                Some("slaac") | Some("dhcpv6-stateless")
+            );
             if auto && cidr.prefix != 64 {
                 return Err(invalid_input(format!(
                     "Invalid CIDR {cidr} for IPv6 address mode. OpenStack uses the EUI-64 address format, which requires the prefix to be /64"
@@ -418,14 +490,20 @@ impl NetworkService {
             None => Some(if ip_version == 6 {
                 cidr.first()
             } else {
-                Ip { version: 4, value: cidr.first().value + 1 }
+                Ip {
+                    version: 4,
+                    value: cidr.first().value + 1,
+                }
             }),
             Some(None) => None,
             Some(Some(text)) if text.is_empty() => None,
             Some(Some(text)) => {
                 let ip = parse_ip("gateway_ip", &text)?;
                 check_ip_version(ip_version, &ip, "gateway_ip", &text)?;
-                if cidr.contains(&ip) && ip_version == 4 && (ip == cidr.first() || ip == cidr.last()) {
+                if cidr.contains(&ip)
+                    && ip_version == 4
+                    && (ip == cidr.first() || ip == cidr.last())
+                {
                     return Err(invalid_input("Gateway is not valid on subnet"));
                 }
                 Some(ip)
@@ -441,8 +519,18 @@ impl NetworkService {
             }
             _ => default_pools(&cidr, gateway.as_ref()),
         };
-        let dns = parse_nameservers(dns, ip_version, self.settings.max_dns_nameservers, "new subnet")?;
-        let routes = parse_host_routes(routes, ip_version, self.settings.max_subnet_host_routes, "new subnet")?;
+        let dns = parse_nameservers(
+            dns,
+            ip_version,
+            self.settings.max_dns_nameservers,
+            "new subnet",
+        )?;
+        let routes = parse_host_routes(
+            routes,
+            ip_version,
+            self.settings.max_subnet_host_routes,
+            "new subnet",
+        )?;
         self.check_quota(tx, &project, "subnet", 1).await?;
         let now = now();
         let s = SubnetRow {
@@ -503,14 +591,22 @@ impl NetworkService {
                 subnet_id: s.id.clone(),
                 ip_address: ip.to_string(),
             };
-            if store::ports::ip_owner(conn, &s.network_id, &fixed.ip_address).await?.is_none() {
+            if store::ports::ip_owner(conn, &s.network_id, &fixed.ip_address)
+                .await?
+                .is_none()
+            {
                 store::ports::insert_fixed_ip(conn, &fixed, &ip.key()).await?;
             }
         }
         Ok(())
     }
 
-    pub async fn update_subnet(&self, ctx: &Ctx, id: &str, map: Map<String, Value>) -> Result<Value> {
+    pub async fn update_subnet(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        map: Map<String, Value>,
+    ) -> Result<Value> {
         let mut tx = self.write().await?;
         let access = Access::load(&mut tx).await?;
         let (mut s, n) = self.visible_subnet(&mut tx, ctx, &access, id).await?;
@@ -528,15 +624,19 @@ impl NetworkService {
         }
         if let Some(v) = input.boolean("enable_dhcp")? {
             if !v && (s.ipv6_ra_mode.is_some() || s.ipv6_address_mode.is_some()) {
-                return Err(invalid_input("Cannot disable enable_dhcp with ipv6 attributes set"));
+                return Err(invalid_input(
+                    "Cannot disable enable_dhcp with ipv6 attributes set",
+                ));
             }
             s.enable_dhcp = v;
         }
         if let Some(v) = input.string_list("dns_nameservers")? {
-            s.dns_nameservers = parse_nameservers(v, s.ip_version, self.settings.max_dns_nameservers, &s.id)?;
+            s.dns_nameservers =
+                parse_nameservers(v, s.ip_version, self.settings.max_dns_nameservers, &s.id)?;
         }
         if let Some(v) = input.list("host_routes", true)? {
-            s.host_routes = parse_host_routes(v, s.ip_version, self.settings.max_subnet_host_routes, &s.id)?;
+            s.host_routes =
+                parse_host_routes(v, s.ip_version, self.settings.max_subnet_host_routes, &s.id)?;
         }
         if let Some(v) = input.string_list("service_types")? {
             s.service_types = v;
@@ -555,7 +655,10 @@ impl NetworkService {
                 Some(text) => {
                     let ip = parse_ip("gateway_ip", &text)?;
                     check_ip_version(s.ip_version, &ip, "gateway_ip", &text)?;
-                    if cidr.contains(&ip) && s.ip_version == 4 && (ip == cidr.first() || ip == cidr.last()) {
+                    if cidr.contains(&ip)
+                        && s.ip_version == 4
+                        && (ip == cidr.first() || ip == cidr.last())
+                    {
                         return Err(invalid_input("Gateway is not valid on subnet"));
                     }
                     Some(ip.to_string())
@@ -563,7 +666,9 @@ impl NetworkService {
             };
             if new_gw != s.gateway_ip {
                 if let Some(current) = &s.gateway_ip {
-                    if let Some(port_id) = store::ports::ip_owner(&mut tx, &s.network_id, current).await? {
+                    if let Some(port_id) =
+                        store::ports::ip_owner(&mut tx, &s.network_id, current).await?
+                    {
                         if let Some(p) = store::ports::get(&mut tx, &port_id).await? {
                             if is_router_interface(&p.device_owner) {
                                 return Err(in_use(

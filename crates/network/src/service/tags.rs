@@ -22,7 +22,8 @@ pub const TAGGABLE: &[&str] = &[
 const MAX_TAG_LEN: usize = 255;
 
 fn check_tag(tag: &str) -> Result<()> {
-    if tag.is_empty() || tag.chars().count() > MAX_TAG_LEN || tag.contains(',') || tag.contains('/') {
+    if tag.is_empty() || tag.chars().count() > MAX_TAG_LEN || tag.contains(',') || tag.contains('/')
+    {
         return Err(Error::bad_request(format!(
             "Invalid input for operation: '{tag}' is not a valid tag."
         ))
@@ -33,7 +34,13 @@ fn check_tag(tag: &str) -> Result<()> {
 
 impl NetworkService {
     /// Finds the tagged resource as the caller sees it; returns whether the caller may change it.
-    async fn tag_target(&self, conn: &mut Conn, ctx: &Ctx, collection: &str, id: &str) -> Result<bool> {
+    async fn tag_target(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        collection: &str,
+        id: &str,
+    ) -> Result<bool> {
         let access = Access::load(conn).await?;
         Ok(match collection {
             "networks" => {
@@ -68,7 +75,13 @@ impl NetworkService {
         })
     }
 
-    async fn tag_write_target(&self, conn: &mut Conn, ctx: &Ctx, collection: &str, id: &str) -> Result<()> {
+    async fn tag_write_target(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        collection: &str,
+        id: &str,
+    ) -> Result<()> {
         if !self.tag_target(conn, ctx, collection, id).await? {
             return Err(policy("update_tags"));
         }
@@ -85,23 +98,38 @@ impl NetworkService {
     pub async fn check_tag(&self, ctx: &Ctx, collection: &str, id: &str, tag: &str) -> Result<()> {
         let mut conn = self.read().await?;
         self.tag_target(&mut conn, ctx, collection, id).await?;
-        if store::tags::of(&mut conn, collection, id).await?.iter().any(|t| t == tag) {
+        if store::tags::of(&mut conn, collection, id)
+            .await?
+            .iter()
+            .any(|t| t == tag)
+        {
             Ok(())
         } else {
             Err(tag_not_found(collection, id, tag))
         }
     }
 
-    pub async fn replace_tags(&self, ctx: &Ctx, collection: &str, id: &str, body: Value) -> Result<Value> {
+    pub async fn replace_tags(
+        &self,
+        ctx: &Ctx,
+        collection: &str,
+        id: &str,
+        body: Value,
+    ) -> Result<Value> {
         let tags: Vec<String> = match body.get("tags") {
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| v.as_str().map(str::to_string))
                 .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| Error::bad_request("Invalid input for tags. Reason: not a list of strings.").with_kind("HTTPBadRequest"))?,
+                .ok_or_else(|| {
+                    Error::bad_request("Invalid input for tags. Reason: not a list of strings.")
+                        .with_kind("HTTPBadRequest")
+                })?,
             _ => {
-                return Err(Error::bad_request("Invalid input for tags. Reason: 'tags' is required.")
-                    .with_kind("HTTPBadRequest"))
+                return Err(Error::bad_request(
+                    "Invalid input for tags. Reason: 'tags' is required.",
+                )
+                .with_kind("HTTPBadRequest"))
             }
         };
         for t in &tags {

@@ -237,7 +237,10 @@ pub async fn update_forwarding(conn: &mut Conn, p: &PortForwardingRow) -> Result
 }
 
 /// The port forwardings of one floating IP, or of all (`None`).
-pub async fn list_forwardings(conn: &mut Conn, floatingip_id: Option<&str>) -> Result<Vec<PortForwardingRow>> {
+pub async fn list_forwardings(
+    conn: &mut Conn,
+    floatingip_id: Option<&str>,
+) -> Result<Vec<PortForwardingRow>> {
     let rows = match floatingip_id {
         Some(f) => {
             sqlx::query(&format!(

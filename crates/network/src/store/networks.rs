@@ -136,7 +136,12 @@ pub async fn count_for_project(conn: &mut Conn, project_id: &str) -> Result<i64>
 }
 
 /// The segmentation ids of `network_type` in use within `[min, max]`, ascending.
-pub async fn used_segments(conn: &mut Conn, network_type: &str, min: i64, max: i64) -> Result<Vec<i64>> {
+pub async fn used_segments(
+    conn: &mut Conn,
+    network_type: &str,
+    min: i64,
+    max: i64,
+) -> Result<Vec<i64>> {
     Ok(sqlx::query_scalar(
         "SELECT segmentation_id FROM networks WHERE network_type = ? AND segmentation_id BETWEEN ? AND ?
          ORDER BY segmentation_id",
@@ -149,14 +154,20 @@ pub async fn used_segments(conn: &mut Conn, network_type: &str, min: i64, max: i
 }
 
 /// The network using segment (`network_type`, `segmentation_id`), if any.
-pub async fn segment_owner(conn: &mut Conn, network_type: &str, segmentation_id: i64) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM networks WHERE network_type = ? AND segmentation_id = ?",
+pub async fn segment_owner(
+    conn: &mut Conn,
+    network_type: &str,
+    segmentation_id: i64,
+) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar(
+            "SELECT id FROM networks WHERE network_type = ? AND segmentation_id = ?",
+        )
+        .bind(network_type)
+        .bind(segmentation_id)
+        .fetch_optional(conn)
+        .await?,
     )
-    .bind(network_type)
-    .bind(segmentation_id)
-    .fetch_optional(conn)
-    .await?)
 }
 
 /// The flat network on `physical_network`, if any.
@@ -169,7 +180,11 @@ pub async fn flat_owner(conn: &mut Conn, physical_network: &str) -> Result<Optio
     .await?)
 }
 
-pub async fn find_by_name(conn: &mut Conn, project_id: &str, name: &str) -> Result<Option<NetworkRow>> {
+pub async fn find_by_name(
+    conn: &mut Conn,
+    project_id: &str,
+    name: &str,
+) -> Result<Option<NetworkRow>> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM networks WHERE project_id = ? AND name = ? ORDER BY rowid LIMIT 1"
     ))

@@ -238,7 +238,12 @@ fn fixed_ip_from_row(row: &SqliteRow) -> Result<FixedIp> {
 }
 
 /// Runs `sql` (which ends in `IN (`) over `ids` in chunks SQLite accepts.
-async fn chunked(conn: &mut Conn, prefix: &str, suffix: &str, ids: &[String]) -> Result<Vec<SqliteRow>> {
+async fn chunked(
+    conn: &mut Conn,
+    prefix: &str,
+    suffix: &str,
+    ids: &[String],
+) -> Result<Vec<SqliteRow>> {
     let mut out = Vec::new();
     for chunk in ids.chunks(500) {
         let sql = format!("{prefix}{}){suffix}", placeholders(chunk.len()));
@@ -252,7 +257,10 @@ async fn chunked(conn: &mut Conn, prefix: &str, suffix: &str, ids: &[String]) ->
 }
 
 /// The fixed IPs of `port_ids`, in allocation order, keyed by port.
-pub async fn fixed_ips_of(conn: &mut Conn, port_ids: &[String]) -> Result<HashMap<String, Vec<FixedIp>>> {
+pub async fn fixed_ips_of(
+    conn: &mut Conn,
+    port_ids: &[String],
+) -> Result<HashMap<String, Vec<FixedIp>>> {
     let rows = chunked(
         conn,
         "SELECT port_id, network_id, subnet_id, ip_address FROM ip_allocations WHERE port_id IN (",
@@ -314,7 +322,11 @@ pub async fn delete_fixed_ips_on_subnet(conn: &mut Conn, subnet_id: &str) -> Res
 }
 
 /// The port holding `ip_address` on `network_id`, if any.
-pub async fn ip_owner(conn: &mut Conn, network_id: &str, ip_address: &str) -> Result<Option<String>> {
+pub async fn ip_owner(
+    conn: &mut Conn,
+    network_id: &str,
+    ip_address: &str,
+) -> Result<Option<String>> {
     Ok(sqlx::query_scalar(
         "SELECT port_id FROM ip_allocations WHERE network_id = ? AND ip_address = ?",
     )
@@ -336,12 +348,12 @@ pub async fn max_ip_key(conn: &mut Conn, subnet_id: &str) -> Result<Option<Strin
 
 /// Every allocated address key on a subnet, ascending.
 pub async fn used_ip_keys(conn: &mut Conn, subnet_id: &str) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT ip_key FROM ip_allocations WHERE subnet_id = ? ORDER BY ip_key",
+    Ok(
+        sqlx::query_scalar("SELECT ip_key FROM ip_allocations WHERE subnet_id = ? ORDER BY ip_key")
+            .bind(subnet_id)
+            .fetch_all(conn)
+            .await?,
     )
-    .bind(subnet_id)
-    .fetch_all(conn)
-    .await?)
 }
 
 pub async fn count_ips_on_subnet(conn: &mut Conn, subnet_id: &str) -> Result<i64> {
@@ -364,7 +376,10 @@ pub async fn mac_in_use(conn: &mut Conn, network_id: &str, mac: &str) -> Result<
 }
 
 /// The security groups of `port_ids`, keyed by port.
-pub async fn security_groups_of(conn: &mut Conn, port_ids: &[String]) -> Result<HashMap<String, Vec<String>>> {
+pub async fn security_groups_of(
+    conn: &mut Conn,
+    port_ids: &[String],
+) -> Result<HashMap<String, Vec<String>>> {
     let rows = chunked(
         conn,
         "SELECT port_id, security_group_id FROM port_security_groups WHERE port_id IN (",

@@ -44,7 +44,11 @@ pub async fn insert(conn: &mut Conn, r: &RbacRow) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-pub async fn update_target(conn: &mut Conn, id: &str, target_project: &str) -> Result<(), sqlx::Error> {
+pub async fn update_target(
+    conn: &mut Conn,
+    id: &str,
+    target_project: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE rbac_policies SET target_project = ? WHERE id = ?")
         .bind(target_project)
         .bind(id)
@@ -63,9 +67,11 @@ pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<RbacRow>> {
 
 /// Every policy, oldest first.
 pub async fn list(conn: &mut Conn) -> Result<Vec<RbacRow>> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM rbac_policies ORDER BY rowid"))
-        .fetch_all(conn)
-        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM rbac_policies ORDER BY rowid"
+    ))
+    .fetch_all(conn)
+    .await?;
     rows.iter().map(from_row).collect()
 }
 

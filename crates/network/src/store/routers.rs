@@ -156,7 +156,11 @@ pub async fn count_for_project(conn: &mut Conn, project_id: &str) -> Result<i64>
     )
 }
 
-pub async fn find_by_name(conn: &mut Conn, project_id: &str, name: &str) -> Result<Option<RouterRow>> {
+pub async fn find_by_name(
+    conn: &mut Conn,
+    project_id: &str,
+    name: &str,
+) -> Result<Option<RouterRow>> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM routers WHERE project_id = ? AND name = ? ORDER BY rowid LIMIT 1"
     ))

@@ -175,12 +175,18 @@ pub async fn default_group_ids(conn: &mut Conn) -> Result<Vec<String>> {
     )
 }
 
-pub async fn set_default_group(conn: &mut Conn, project_id: &str, group_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO default_security_groups (project_id, security_group_id) VALUES (?, ?)")
-        .bind(project_id)
-        .bind(group_id)
-        .execute(conn)
-        .await?;
+pub async fn set_default_group(
+    conn: &mut Conn,
+    project_id: &str,
+    group_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO default_security_groups (project_id, security_group_id) VALUES (?, ?)",
+    )
+    .bind(project_id)
+    .bind(group_id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -187,10 +187,12 @@ pub async fn count_for_project(conn: &mut Conn, project_id: &str) -> Result<i64>
 
 /// Bumps a subnet's revision (its ports or pools changed).
 pub async fn touch(conn: &mut Conn, id: &str, now: &str) -> Result<()> {
-    sqlx::query("UPDATE subnets SET revision_number = revision_number + 1, updated_at = ? WHERE id = ?")
-        .bind(now)
-        .bind(id)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE subnets SET revision_number = revision_number + 1, updated_at = ? WHERE id = ?",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
     Ok(())
 }

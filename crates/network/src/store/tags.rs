@@ -20,7 +20,11 @@ pub async fn of(conn: &mut Conn, resource_type: &str, resource_id: &str) -> Resu
 
 /// The tags of many resources of one type, keyed by resource id (all of them when the list is
 /// long: one scan beats thousands of parameters).
-pub async fn of_many(conn: &mut Conn, resource_type: &str, ids: &[String]) -> Result<HashMap<String, Vec<String>>> {
+pub async fn of_many(
+    conn: &mut Conn,
+    resource_type: &str,
+    ids: &[String],
+) -> Result<HashMap<String, Vec<String>>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     if ids.is_empty() {
         return Ok(out);
@@ -60,13 +64,19 @@ pub async fn add(conn: &mut Conn, resource_type: &str, resource_id: &str, tag: &
 }
 
 /// Removes one tag; false when it was not there.
-pub async fn remove(conn: &mut Conn, resource_type: &str, resource_id: &str, tag: &str) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM tags WHERE resource_type = ? AND resource_id = ? AND tag = ?")
-        .bind(resource_type)
-        .bind(resource_id)
-        .bind(tag)
-        .execute(conn)
-        .await?;
+pub async fn remove(
+    conn: &mut Conn,
+    resource_type: &str,
+    resource_id: &str,
+    tag: &str,
+) -> Result<bool> {
+    let done =
+        sqlx::query("DELETE FROM tags WHERE resource_type = ? AND resource_id = ? AND tag = ?")
+            .bind(resource_type)
+            .bind(resource_id)
+            .bind(tag)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected() > 0)
 }
 
