@@ -16,12 +16,14 @@ use nubo_identity::bootstrap::BootstrapReport;
 use nubo_identity::keys::KeyRing;
 use nubo_identity::{IdentityService, IdentitySettings};
 use nubo_image::{ImageService, ImageSettings};
+use nubo_network::{NetworkService, NetworkSettings};
 
 /// Everything a running API holds.
 pub struct Cloud {
     pub config: Config,
     pub identity: Arc<IdentityService>,
     pub image: Arc<ImageService>,
+    pub network: Arc<NetworkService>,
     pub metrics: SharedMetrics,
     pub bootstrap: BootstrapReport,
 }
@@ -45,11 +47,19 @@ impl Cloud {
             .bootstrap(&config.identity.admin_password, &config.server.region)
             .await?;
         identity.spawn_maintenance();
-        let image = open_image_service(&config, db, &bootstrap.admin_project_id).await?;
+        let image = open_image_service(&config, db.clone(), &bootstrap.admin_project_id).await?;
+        let network_settings = NetworkSettings::from_config(&config.network, &config.public_url())?;
+        let network = NetworkService::new(db, network_settings).await?;
+        if config.network.create_defaults {
+            network
+                .ensure_default_networks(&bootstrap.admin_project_id, &config.network)
+                .await?;
+        }
         Ok(Cloud {
             config,
             identity,
             image,
+            network,
             metrics: Arc::new(Metrics::default()),
             bootstrap,
         })
@@ -76,6 +86,14 @@ impl Cloud {
             .nest("/identity", identity)
             .route("/image/", get(nubo_image::http::versions_at_root))
             .nest("/image", image)
+            .route(
+                "/network/",
+                nubo_network::http::root_versions(self.network.clone()),
+            )
+            .nest(
+                "/network",
+                nubo_network::http::router(self.network.clone(), self.identity.clone()),
+            )
             .route_layer(from_fn_with_state(self.metrics.clone(), record_metrics))
             .layer(from_fn(request_context))
     }
