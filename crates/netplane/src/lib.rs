@@ -37,6 +37,7 @@ pub mod procs;
 pub mod router;
 pub mod runner;
 pub mod sg;
+pub mod snapshot;
 pub mod state;
 
 use async_trait::async_trait;
