@@ -228,6 +228,7 @@ impl Netplane for FakeNetplane {
                 report.changes.push(format!("delete {k}"));
             }
         }
+        report.ports_ready = desired.ports.iter().map(|p| p.id.clone()).collect();
         s.inventory = new;
         s.current = desired.clone();
         s.applies += 1;
@@ -272,5 +273,82 @@ impl Netplane for FakeNetplane {
             }
         }
         Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+
+    fn desired() -> HostNetwork {
+        HostNetwork {
+            networks: vec![Network {
+                id: "n1".into(),
+                segment: Segment::Vxlan { vni: 7 },
+                mtu: 1450,
+                subnets: vec![],
+            }],
+            ports: vec![Port {
+                id: "p1".into(),
+                network_id: "n1".into(),
+                mac: "02:00:00:00:00:01".into(),
+                fixed_ips: vec!["10.0.0.5".parse().unwrap()],
+                tap: "tapp1".into(),
+                port_security_enabled: true,
+                security_groups: vec![],
+                allowed_address_pairs: vec![],
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn fake_keeps_the_contract() {
+        let f = FakeNetplane::new();
+        let d = desired();
+        let r = f.apply(&d).await.unwrap();
+        assert!(
+            r.changes.contains(&"create bridge nbr-n1".to_string()),
+            "{:?}",
+            r.changes
+        );
+        assert!(
+            r.changes.contains(&"create tap tapp1".to_string()),
+            "{:?}",
+            r.changes
+        );
+        assert_eq!(r.ports_ready, vec!["p1"]);
+        assert!(f.apply(&d).await.unwrap().changes.is_empty(), "idempotent");
+        assert!(f.delete_by_hand("bridge nbr-n1"));
+        assert_eq!(
+            f.apply(&d).await.unwrap().changes,
+            vec!["create bridge nbr-n1"],
+            "heals"
+        );
+        let o = f.observe().await.unwrap();
+        assert!(o.links.iter().any(|l| l.name == "tapp1"));
+        assert!(
+            o.nft_tables.contains(&"bridge nubo-sg".to_string()),
+            "{o:?}"
+        );
+
+        f.fail_next_applies(1);
+        assert!(matches!(f.apply(&d).await, Err(Error::Injected(_))));
+        let mut bad = d.clone();
+        bad.ports[0].network_id = "nope".into();
+        assert!(matches!(f.apply(&bad).await, Err(Error::Invalid(_))));
+        f.deny_root(true);
+        assert_eq!(f.apply(&d).await.unwrap_err(), Error::NotRoot);
+        f.deny_root(false);
+
+        let r = f.apply(&HostNetwork::default()).await.unwrap();
+        assert!(
+            r.changes.iter().all(|c| c.starts_with("delete ")),
+            "{:?}",
+            r.changes
+        );
+        assert!(f.observe().await.unwrap().is_empty());
+        assert_eq!(f.applies(), 4);
     }
 }

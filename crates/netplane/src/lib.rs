@@ -55,6 +55,9 @@ pub struct Report {
     pub changes: Vec<String>,
     /// Objects that could not be converged (the rest were).
     pub errors: Vec<String>,
+    /// Ports whose tap is plugged into a working bridge with its filter in place: what the
+    /// agent reports `ACTIVE` (the others `DOWN`).
+    pub ports_ready: Vec<String>,
     pub duration_ms: u64,
     /// Commands run (reads and writes).
     pub commands: usize,

@@ -172,6 +172,10 @@ fn route_text(c: &Cidr) -> String {
 struct Cx {
     report: Report,
     state: State,
+    /// Networks whose bridge failed, ports whose tap failed, and whether the filters failed.
+    bad_networks: BTreeSet<String>,
+    bad_ports: BTreeSet<String>,
+    filters_failed: bool,
 }
 
 impl Cx {
@@ -278,6 +282,9 @@ impl Inner {
         let mut cx = Cx {
             report: Report::default(),
             state: State::load(&self.config.state_dir),
+            bad_networks: BTreeSet::new(),
+            bad_ports: BTreeSet::new(),
+            filters_failed: false,
         };
         let ports: BTreeSet<String> = d
             .ports
@@ -291,6 +298,7 @@ impl Inner {
         self.proxy.update(d);
 
         if let Err(e) = self.host_nft(&mut cx, d) {
+            cx.filters_failed = true;
             cx.fail("security groups", e);
         }
         let links = match self.run.ip_json(Ns::Host, &["-d", "addr", "show"]) {
@@ -319,6 +327,13 @@ impl Inner {
         if let Err(e) = cx.state.save(&self.config.state_dir) {
             cx.fail("state file", e);
         }
+        cx.report.ports_ready = d
+            .ports
+            .iter()
+            .filter(|p| !cx.bad_ports.contains(&p.id) && !cx.bad_networks.contains(&p.network_id))
+            .filter(|p| !(p.port_security_enabled && cx.filters_failed))
+            .map(|p| p.id.clone())
+            .collect();
         cx.report.duration_ms = started.elapsed().as_millis() as u64;
         cx.report.commands = self.run.commands.load(Ordering::Relaxed) - cmds0;
         Ok(cx.report)
@@ -428,6 +443,7 @@ impl Inner {
         };
         for n in &d.networks {
             if let Err(e) = self.network(cx, d, n, links, &fdb) {
+                cx.bad_networks.insert(n.id.clone());
                 cx.fail(&format!("network {}", n.id), e);
             }
         }
@@ -668,7 +684,10 @@ impl Inner {
                 Ok(()) => {
                     cx.state.taps.insert(p.tap.clone());
                 }
-                Err(e) => cx.fail(&format!("port {} (tap {})", p.id, p.tap), e),
+                Err(e) => {
+                    cx.bad_ports.insert(p.id.clone());
+                    cx.fail(&format!("port {} (tap {})", p.id, p.tap), e)
+                }
             }
         }
     }

@@ -616,6 +616,7 @@ async fn two_hosts_overlay_dhcp_security_groups_routing_metadata_heal_and_remove
     let r1 = np1.apply(&d1).await.unwrap();
     let first1 = t.elapsed();
     assert!(r1.ok(), "host1 errors: {:#?}", r1.errors);
+    assert_eq!(r1.ports_ready, vec!["porta1", "portb1", "portc1"]);
     let r2 = np2.apply(&d2).await.unwrap();
     assert!(r2.ok(), "host2 errors: {:#?}", r2.errors);
     eprintln!(
