@@ -1255,3 +1255,45 @@ async fn boot_and_snapshot_images() {
         format!("{:x}", Md5::digest(vec![5u8; 8192]))
     );
 }
+
+#[tokio::test]
+async fn uploads_of_a_dead_node_are_queued_again() {
+    let db = Db::in_memory().await;
+    let store = Arc::new(MemoryStore::new());
+    let service = ImageService::new(db.clone(), store.clone(), ImageSettings::default())
+        .await
+        .unwrap();
+    let alice = project_caller("alice", "p-a", &["member", "reader"]);
+    let dead = service
+        .create_image(&alice, json!({"name": "dead"}))
+        .await
+        .unwrap();
+    let live = service
+        .create_image(&alice, json!({"name": "live"}))
+        .await
+        .unwrap();
+    // One upload's node stopped beating long ago, the other is beating now.
+    for (id, beat) in [
+        (dead.id.as_str(), "2000-01-01T00:00:00.000000Z".to_string()),
+        (live.id.as_str(), nubo_common::time::now_rfc3339()),
+    ] {
+        sqlx::query("UPDATE images SET status = 'saving', heartbeat = ? WHERE id = ?")
+            .bind(beat)
+            .bind(id)
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+    // Another API node starting on the same database sweeps.
+    let other = ImageService::new(db.clone(), store, ImageSettings::default())
+        .await
+        .unwrap();
+    let status = |id: &nubo_image::ImageId| {
+        let other = other.clone();
+        let alice = alice.clone();
+        let id = id.to_string();
+        async move { other.get_image(&alice, &id).await.unwrap().status.as_str() }
+    };
+    assert_eq!(status(&dead.id).await, "queued");
+    assert_eq!(status(&live.id).await, "saving");
+}

@@ -251,9 +251,7 @@ impl ImageService {
                 }
             )));
         }
-        if !store::images::set_status(&self.db, id, ImageStatus::Queued, ImageStatus::Saving)
-            .await?
-        {
+        if !store::images::begin_upload(&self.db, id).await? {
             return Err(Error::conflict(format!(
                 "Image {id} is no longer queued; another upload may be in progress."
             )));
@@ -299,7 +297,14 @@ impl ImageService {
         let mut head: Vec<u8> = Vec::with_capacity(HEAD_LEN);
         let mut received: u64 = 0;
         let mut cut: Option<Cut> = None;
+        let mut last_beat = std::time::Instant::now();
         while let Some(chunk) = data.next().await {
+            if last_beat.elapsed() >= crate::service::UPLOAD_HEARTBEAT {
+                last_beat = std::time::Instant::now();
+                if let Err(e) = store::images::touch_upload(&self.db, &id).await {
+                    tracing::warn!(image_id = %id, error = %e, "upload heartbeat failed");
+                }
+            }
             let chunk = match chunk {
                 Ok(chunk) => chunk,
                 Err(e) => {

@@ -28,6 +28,11 @@ use crate::store;
 use crate::store::images::ImageRow;
 use crate::types::Visibility;
 
+/// How often an upload in progress records that it is alive.
+pub const UPLOAD_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(20);
+/// An upload silent for this long is considered dead (its image goes back to `queued`).
+pub const UPLOAD_STALE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Limits the service enforces.
 #[derive(Debug, Clone)]
 pub struct ImageSettings {
@@ -79,25 +84,48 @@ pub struct ImageService {
 }
 
 impl ImageService {
-    /// Migrates the schema and puts uploads a crash interrupted back to `queued`.
+    /// Migrates the schema, puts uploads a crash interrupted back to `queued`, and starts the
+    /// sweeper that does so for uploads of API nodes that die later.
     pub async fn new(
         db: Db,
         store: Arc<dyn BlockStore>,
         settings: ImageSettings,
     ) -> Result<Arc<ImageService>> {
         db.migrate("image", store::MIGRATIONS).await?;
-        let reset = store::images::reset_interrupted_uploads(&db).await?;
-        if reset > 0 {
-            tracing::warn!(
-                images = reset,
-                "uploads interrupted by a restart are queued again"
-            );
-        }
-        Ok(Arc::new(ImageService {
+        let service = Arc::new(ImageService {
             db,
             store,
             settings,
-        }))
+        });
+        service.reset_stale_uploads().await?;
+        // Other API nodes may die mid-upload too: sweep now and then, for as long as the
+        // service exists.
+        let weak = Arc::downgrade(&service);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(UPLOAD_HEARTBEAT * 3).await;
+                let Some(service) = weak.upgrade() else { break };
+                if let Err(e) = service.reset_stale_uploads().await {
+                    tracing::warn!(error = %e, "sweeping stale uploads failed");
+                }
+            }
+        });
+        Ok(service)
+    }
+
+    /// Puts back to `queued` the images whose upload stopped beating (see [`UPLOAD_HEARTBEAT`]).
+    async fn reset_stale_uploads(&self) -> Result<()> {
+        let stale = chrono::Duration::from_std(UPLOAD_STALE)
+            .unwrap_or_else(|_| chrono::Duration::minutes(2));
+        let cutoff = nubo_common::time::to_rfc3339(nubo_common::time::now() - stale);
+        let reset = store::images::reset_stale_uploads(&self.db, &cutoff).await?;
+        if reset > 0 {
+            tracing::warn!(
+                images = reset,
+                "uploads whose API node stopped are queued again"
+            );
+        }
+        Ok(())
     }
 
     pub fn settings(&self) -> &ImageSettings {

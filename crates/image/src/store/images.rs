@@ -297,12 +297,39 @@ pub async fn usage(db: &Db, owner: &str) -> Result<(i64, i64)> {
     Ok((row.try_get("n")?, row.try_get("bytes")?))
 }
 
-/// Images stuck in `saving` (an API process died mid-upload): put back to `queued` on start.
-pub async fn reset_interrupted_uploads(db: &Db) -> Result<u64> {
+/// Starts an upload: `queued -> saving` with a fresh heartbeat. False when not queued.
+pub async fn begin_upload(db: &Db, id: &str) -> Result<bool> {
+    let now = nubo_common::time::now_rfc3339();
+    let done = sqlx::query(
+        "UPDATE images SET status = 'saving', updated_at = ?, heartbeat = ? WHERE id = ? AND status = 'queued'",
+    )
+    .bind(&now)
+    .bind(&now)
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The uploading node is alive and still streaming.
+pub async fn touch_upload(db: &Db, id: &str) -> Result<()> {
+    sqlx::query("UPDATE images SET heartbeat = ? WHERE id = ? AND status = 'saving'")
+        .bind(nubo_common::time::now_rfc3339())
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Images left in `saving` whose uploader stopped beating before `cutoff` (its API node died)
+/// go back to `queued`, so the upload can be retried.
+pub async fn reset_stale_uploads(db: &Db, cutoff: &str) -> Result<u64> {
     let done = sqlx::query(
         "UPDATE images SET status = 'queued', size = NULL, virtual_size = NULL, checksum = NULL,
-            os_hash_algo = NULL, os_hash_value = NULL WHERE status = 'saving'",
+            os_hash_algo = NULL, os_hash_value = NULL
+         WHERE status = 'saving' AND (heartbeat IS NULL OR heartbeat < ?)",
     )
+    .bind(cutoff)
     .execute(db.pool())
     .await?;
     Ok(done.rows_affected())

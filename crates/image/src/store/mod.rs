@@ -19,4 +19,9 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "metadata definitions",
         sql: include_str!("../../migrations/0002_metadefs.sql"),
     },
+    Migration {
+        version: 3,
+        name: "upload heartbeat",
+        sql: include_str!("../../migrations/0003_upload_heartbeat.sql"),
+    },
 ];
