@@ -318,7 +318,7 @@ impl Inner {
                 cx.fail(&format!("DHCP server of network {}", s.network_id), e);
             }
         }
-        if let Err(e) = self.external(&mut cx, d) {
+        if let Err(e) = self.external(&mut cx, d, &links) {
             cx.fail("external network", e);
         }
         if let Err(e) = self.garbage(&mut cx, d, &namespaces) {
@@ -1108,12 +1108,12 @@ impl Inner {
     }
 
     /// Step 6: the external network's host side.
-    fn external(&self, cx: &mut Cx, d: &HostNetwork) -> Result<()> {
+    fn external(&self, cx: &mut Cx, d: &HostNetwork, links: &BTreeMap<String, Link>) -> Result<()> {
         let Some(x) = &d.external else {
             return Ok(());
         };
         let br = names::bridge(&x.network_id);
-        let links = links_of(&self.run.ip_json(Ns::Host, &["addr", "show", "dev", &br])?);
+        // The bridge was just made when it was missing: its addresses are then none.
         let have = links.get(&br).map(|l| l.addrs.clone()).unwrap_or_default();
         let want: BTreeSet<Cidr> = x.addresses.iter().copied().collect();
         for a in have.difference(&want) {

@@ -62,7 +62,7 @@ impl Runner {
     /// Runs a program, returns its stdout. Errors carry the command line and stderr.
     pub fn run(&self, program: &str, args: &[String], stdin: Option<&str>) -> Result<String> {
         self.commands.fetch_add(1, Ordering::Relaxed);
-        tracing::trace!(cmd = %render(program, args), "run");
+        let started = std::time::Instant::now();
         let mut cmd = Command::new(program);
         cmd.args(args)
             .stdout(Stdio::piped())
@@ -89,6 +89,7 @@ impl Runner {
         let out = child
             .wait_with_output()
             .map_err(|e| Error::Command(format!("`{}`: {e}", render(program, args))))?;
+        tracing::debug!(cmd = %render(program, args), ms = started.elapsed().as_secs_f64() * 1e3, "ran");
         if !out.status.success() {
             let mut msg = format!(
                 "`{}` failed ({}): {}",
