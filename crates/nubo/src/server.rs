@@ -41,7 +41,7 @@ impl Cloud {
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let db = Db::open(&config.database_url(), config.database.max_connections).await?;
         let keys = KeyRing::open(&key_dir(&data_dir))?;
-        let settings = IdentitySettings::from_config(&config.identity, &config.public_url());
+        let settings = IdentitySettings::from_config(&config.identity, &config.public_url())?;
         let identity = IdentityService::new(db.clone(), settings, keys).await?;
         let bootstrap = identity
             .bootstrap(&config.identity.admin_password, &config.server.region)
