@@ -413,7 +413,7 @@ pub fn apply(
         let mut l = Vec::new();
         let first = page.first().and_then(|i| i["id"].as_str());
         let last = page.last().and_then(|i| i["id"].as_str());
-        if !(page.len() < limit && !params.page_reverse) {
+        if page.len() >= limit || params.page_reverse {
             l.push(json!({"rel": "next", "href": link(base, params, last, false)}));
         }
         if !(page.len() < limit && params.page_reverse) {

@@ -277,6 +277,7 @@ impl NetworkService {
     /// one from the first IPv4 subnet with room and one from the first stateful IPv6 subnet with
     /// room; and in both cases (but for router ports) the EUI-64 address on every
     /// automatic-address IPv6 subnet the port has no address on yet.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn allocate_port_ips(
         &self,
         conn: &mut Conn,

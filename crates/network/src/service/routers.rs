@@ -674,18 +674,14 @@ impl NetworkService {
             }
             (None, Some(port_id)) => {
                 let mut port = self.visible_port(&mut tx, ctx, &port_id).await?;
-                if !port.device_id.is_empty()
-                    || !port.device_owner.is_empty() && port.device_owner != ROUTER_INTERFACE
-                {
-                    if !port.device_id.is_empty() {
-                        return Err(in_use(
-                            "PortInUse",
-                            format!(
-                                "Unable to complete operation on port {} for network {}. Port already has an attached device {}.",
-                                port.id, port.network_id, port.device_id
-                            ),
-                        ));
-                    }
+                if !port.device_id.is_empty() {
+                    return Err(in_use(
+                        "PortInUse",
+                        format!(
+                            "Unable to complete operation on port {} for network {}. Port already has an attached device {}.",
+                            port.id, port.network_id, port.device_id
+                        ),
+                    ));
                 }
                 let ips = self.fixed_ips(&mut tx, &port.id).await?;
                 if ips.is_empty() {

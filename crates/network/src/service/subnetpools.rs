@@ -324,7 +324,7 @@ impl NetworkService {
         {
             return Err(in_use(
                 "InvalidInput",
-                format!("A default subnetpool for this IP family has already been set. Only one default may exist per IP family"),
+                "A default subnetpool for this IP family has already been set. Only one default may exist per IP family",
             ));
         }
         let now = now();
