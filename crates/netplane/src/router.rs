@@ -274,6 +274,30 @@ mod tests {
     }
 
     #[test]
+    fn ext_table_only_with_an_uplink() {
+        let (_, mut d) = router();
+        d.external = Some(ExternalHost {
+            network_id: "ext".into(),
+            addresses: vec![
+                "172.24.4.1/24".parse().unwrap(),
+                "2001:db8::1/64".parse().unwrap(),
+            ],
+            nat_uplink: None,
+        });
+        assert_eq!(ext_table(&d), None);
+        d.external.as_mut().unwrap().nat_uplink = Some("eth0".into());
+        let text = ext_table(&d).unwrap().render();
+        assert!(
+            text.contains("add rule inet nubo-ext postrouting oifname \"eth0\" ip saddr 172.24.4.0/24 masquerade"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("2001:db8"),
+            "IPv6 is routed, not masqueraded: {text}"
+        );
+    }
+
+    #[test]
     fn radvd_has_mtu_and_slaac_prefix() {
         let (r, d) = router();
         let conf = radvd_conf(&r, &d).unwrap();

@@ -353,9 +353,10 @@ fn host1(w: &World, ext_net: &Network) -> HostNetwork {
                 mac: QR.into(),
                 addresses: vec![cidr("10.1.0.1/24"), cidr("fd00:a::1/64")],
             }],
+            // The underlay range through the host, which masquerades it out of its uplink.
             routes: vec![Route {
-                destination: cidr("198.51.100.0/24"),
-                nexthop: ip("203.0.113.1"),
+                destination: cidr("192.0.2.0/24"),
+                nexthop: ip("203.0.113.254"),
             }],
             floating_ips: vec![FloatingIp {
                 floating_ip: "203.0.113.11".parse().unwrap(),
@@ -374,7 +375,7 @@ fn host1(w: &World, ext_net: &Network) -> HostNetwork {
         external: Some(ExternalHost {
             network_id: "ext".into(),
             addresses: vec![cidr("203.0.113.254/24")],
-            nat_uplink: None,
+            nat_uplink: Some("ul".into()),
         }),
     }
 }
@@ -735,8 +736,12 @@ async fn two_hosts_overlay_dhcp_security_groups_routing_metadata_heal_and_remove
     );
     let routes = out_in(&format!("{}1-router-r1", lab.p), "ip route");
     assert!(
-        routes.contains("198.51.100.0/24 via 203.0.113.1"),
+        routes.contains("192.0.2.0/24 via 203.0.113.254"),
         "{routes}"
+    );
+    assert!(
+        ok_in(&vma1, "busybox ping -c1 -W2 192.0.2.2"),
+        "extra route to the host, NAT out of the host's uplink"
     );
 
     // Anti-spoofing.
