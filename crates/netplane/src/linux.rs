@@ -654,6 +654,11 @@ impl Inner {
             let mtu = n.mtu.to_string();
             let res = (|| -> Result<()> {
                 match links.get(&p.tap) {
+                    None if p.port_security_enabled && cx.filters_failed => {
+                        return Err(Error::Command(
+                            "not plugged: its security group filter could not be written".into(),
+                        ));
+                    }
                     None => {
                         self.run
                             .ip(Ns::Host, &["tuntap", "add", "dev", &p.tap, "mode", "tap"])?;
@@ -663,6 +668,15 @@ impl Inner {
                             &["link", "set", &p.tap, "mtu", &mtu, "master", &br, "up"],
                         )?;
                         cx.change(format!("create tap {} on {br}", p.tap));
+                    }
+                    Some(l)
+                        if l.master.as_deref() != Some(br.as_str())
+                            && p.port_security_enabled
+                            && cx.filters_failed =>
+                    {
+                        return Err(Error::Command(
+                            "not plugged: its security group filter could not be written".into(),
+                        ));
                     }
                     Some(l) => {
                         if l.master.as_deref() != Some(br.as_str()) || l.mtu != n.mtu || !l.up {

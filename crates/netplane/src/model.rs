@@ -520,6 +520,16 @@ impl HostNetwork {
                 }
             }
         }
+        let bridges: BTreeSet<String> = self
+            .networks
+            .iter()
+            .map(|n| crate::names::bridge(&n.id))
+            .collect();
+        if bridges.len() != self.networks.len() {
+            problems.push(
+                "two networks share the first 11 characters of their id (one bridge name)".into(),
+            );
+        }
         let mut taps = BTreeSet::new();
         let mut ports = BTreeSet::new();
         for p in &self.ports {
