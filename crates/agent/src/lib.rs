@@ -18,6 +18,7 @@
 
 pub mod client;
 pub mod host;
+pub mod setup;
 mod worker;
 
 use std::collections::{HashMap, HashSet};

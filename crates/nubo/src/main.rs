@@ -3,6 +3,7 @@
 //! ```text
 //! nubo up    [--data-dir DIR] [--listen ADDR] [--config FILE]   the whole cloud on this machine
 //! nubo api   --config FILE                                      the API alone (several nodes)
+//! nubo agent --config FILE                                     a hypervisor host's node agent
 //! nubo admin rotate-keys [--data-dir DIR] [--config FILE]       rotate the Fernet token keys
 //! nubo bench tokens [...]                                       token issue/validation figures
 //! ```
@@ -44,6 +45,11 @@ enum Command {
     },
     /// Run the API alone, configured by FILE.
     Api {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run the node agent of this hypervisor host, configured by FILE (`[agent]`).
+    Agent {
         #[arg(long)]
         config: PathBuf,
     },
@@ -112,6 +118,19 @@ async fn main() -> anyhow::Result<()> {
             let config = load_config(Some(&config), None, None)?;
             let cloud = server::Cloud::open(config).await?;
             cloud.serve().await
+        }
+        Command::Agent { config } => {
+            init_logging();
+            let config = load_config(Some(&config), None, None)?;
+            let agent = nubo_agent::setup::build(&config, None)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let run = tokio::spawn(agent.run(stop_rx));
+            let _ = tokio::signal::ctrl_c().await;
+            let _ = stop_tx.send(true);
+            let _ = run.await;
+            Ok(())
         }
         Command::Admin {
             task: AdminTask::RotateKeys { data_dir, config },

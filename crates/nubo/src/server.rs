@@ -17,6 +17,7 @@ use nubo_identity::keys::KeyRing;
 use nubo_identity::{IdentityService, IdentitySettings};
 use nubo_image::{ImageService, ImageSettings};
 use nubo_network::{NetworkService, NetworkSettings};
+use nubo_compute::{ComputeService, ComputeSettings};
 
 /// Everything a running API holds.
 pub struct Cloud {
@@ -24,6 +25,7 @@ pub struct Cloud {
     pub identity: Arc<IdentityService>,
     pub image: Arc<ImageService>,
     pub network: Arc<NetworkService>,
+    pub compute: Arc<ComputeService>,
     pub metrics: SharedMetrics,
     pub bootstrap: BootstrapReport,
 }
@@ -49,17 +51,19 @@ impl Cloud {
         identity.spawn_maintenance();
         let image = open_image_service(&config, db.clone(), &bootstrap.admin_project_id).await?;
         let network_settings = NetworkSettings::from_config(&config.network, &config.public_url())?;
-        let network = NetworkService::new(db, network_settings).await?;
+        let network = NetworkService::new(db.clone(), network_settings).await?;
         if config.network.create_defaults {
             network
                 .ensure_default_networks(&bootstrap.admin_project_id, &config.network)
                 .await?;
         }
+        let compute = open_compute_service(&config, db, &image, &network).await?;
         Ok(Cloud {
             config,
             identity,
             image,
             network,
+            compute,
             metrics: Arc::new(Metrics::default()),
             bootstrap,
         })
@@ -94,6 +98,17 @@ impl Cloud {
                 "/network",
                 nubo_network::http::router(self.network.clone(), self.identity.clone()),
             )
+            .route("/compute/", get(nubo_compute::http::versions_at_root))
+            .nest(
+                "/compute",
+                nubo_compute::http::router(
+                    self.compute.clone(),
+                    self.identity.clone(),
+                    &self.config.public_url(),
+                ),
+            )
+            .nest("/internal", nubo_compute::http::internal_router(self.compute.clone()))
+            .nest("/metadata", nubo_compute::http::metadata_router(self.compute.clone()))
             .route_layer(from_fn_with_state(self.metrics.clone(), record_metrics))
             .layer(from_fn(request_context))
     }
@@ -134,6 +149,42 @@ async fn open_image_service(
         Err(e) => tracing::warn!(path = %path.display(), error = %e, "bootstrap image not uploaded"),
     }
     Ok(image)
+}
+
+/// Compute, with the agent and metadata secrets it generates in the data dir on first start.
+async fn open_compute_service(
+    config: &Config,
+    db: Db,
+    image: &Arc<ImageService>,
+    network: &Arc<NetworkService>,
+) -> anyhow::Result<Arc<ComputeService>> {
+    let data_dir = &config.server.data_dir;
+    let agent_secret = nubo_compute::service::load_or_create_secret(&nubo_agent::setup::secret_path(config))
+        .context("cannot make the agent secret")?;
+    let metadata_secret =
+        nubo_compute::service::load_or_create_secret(&data_dir.join("metadata-secret"))
+            .context("cannot make the metadata secret")?;
+    let settings = ComputeSettings::from_config(&config.compute, agent_secret, metadata_secret);
+    let blockstore = image.block_store().clone();
+    Ok(ComputeService::new(db, settings, image.clone(), network.clone(), blockstore).await?)
+}
+
+impl Cloud {
+    /// Runs a node agent inside this process (what `nubo up` does): it talks to this API over
+    /// the same internal HTTP API a remote agent uses, shares the block store handle, and
+    /// stops with the process.
+    pub async fn spawn_local_agent(&self) -> anyhow::Result<()> {
+        let agent = nubo_agent::setup::build(&self.config, Some(self.image.block_store().clone()))
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        tracing::info!(host = agent.host(), driver = %self.config.agent.driver, "starting the local agent");
+        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let _keep = _stop_tx;
+            agent.run(stop_rx).await
+        });
+        Ok(())
+    }
 }
 
 async fn shutdown_signal() {

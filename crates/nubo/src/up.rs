@@ -37,6 +37,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "  export OS_CLIENT_CONFIG_FILE={} OS_CLOUD=nubo",
         absolute.display()
     );
+    if cloud.config.agent.in_process {
+        cloud.spawn_local_agent().await?;
+    }
     println!("Serving on {} (Ctrl-C stops)", cloud.config.public_url());
     cloud.serve().await
 }

@@ -186,3 +186,9 @@ pub(crate) use nubo_common::http::JsonBody;
 
 /// Shortcut for handlers.
 pub(crate) type Svc = State<AppState>;
+
+/// `GET /compute/` (a path the nested router never sees): the version list.
+pub async fn versions_at_root(headers: HeaderMap) -> Response {
+    let public = PublicUrl(Arc::new(String::new()));
+    versions(Extension(public), headers).await
+}

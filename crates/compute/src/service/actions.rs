@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nubo_common::{Caller, Error, Result};
-use nubo_image::{ImageId, SnapshotImage};
+use nubo_image::ImageId;
 use nubo_network::ServerPortRequest;
 use serde_json::{json, Value};
 
@@ -304,10 +304,12 @@ impl ComputeService {
         Ok((r, admin_pass))
     }
 
-    /// `createImage`: a cold snapshot. A running VM is stopped (plug pulled), its disk
-    /// snapshotted in the block store, the snapshot handed to Images, and the VM brought back
-    /// to its power state on a fresh spec. Returns the new image's id.
-    pub async fn create_image(&self, caller: &Caller, id: &str, body: &Value, request_id: &str) -> Result<String> {
+    /// `createImage`, as Nova does it: the image record first (queued; its id is the answer),
+    /// then, in the background, a cold snapshot (a running VM is stopped by pulling the plug,
+    /// its disk snapshotted in the block store, and the VM brought back to its power state on a
+    /// fresh spec, since the disk's file changed), the snapshot's content uploaded into the
+    /// image (which becomes active and independent of the server), and the snapshot deleted.
+    pub async fn create_image(self: &Arc<Self>, caller: &Caller, id: &str, body: &Value, request_id: &str) -> Result<String> {
         let row = self.visible_server(caller, id).await?;
         require_member(caller, "os_compute_api:servers:create_image")?;
         let b = body.get("createImage").and_then(Value::as_object).ok_or_else(|| Error::bad_request("Invalid input for field/attribute createImage."))?;
@@ -315,7 +317,7 @@ impl ComputeService {
             Some(Value::String(n)) if !n.is_empty() && n.len() <= 255 && n.trim() == n => n.clone(),
             _ => return Err(Error::bad_request("Invalid input for field/attribute name.")),
         };
-        let mut properties: BTreeMap<String, String> = match b.get("metadata") {
+        let properties: BTreeMap<String, String> = match b.get("metadata") {
             None | Some(Value::Null) => BTreeMap::new(),
             Some(m) => super::servers::parse_metadata(m)?,
         };
@@ -326,11 +328,27 @@ impl ComputeService {
         let (Some(host), Some(disk)) = (row.host.clone(), row.disk_name.clone()) else {
             return Err(conflict_state(id, "createImage", &row));
         };
-        // 1. Hold the VM down.
+        let mut record = serde_json::Map::new();
+        for (k, v) in &properties {
+            record.insert(k.clone(), json!(v));
+        }
+        record.insert("name".into(), json!(name));
+        record.insert("disk_format".into(), json!("raw"));
+        record.insert("container_format".into(), json!("bare"));
+        record.insert("visibility".into(), json!("private"));
+        record.insert("min_disk".into(), json!(row.flavor.root_gb));
+        record.insert("image_type".into(), json!("snapshot"));
+        record.insert("instance_uuid".into(), json!(id));
+        if !row.image_ref.is_empty() {
+            record.insert("base_image_ref".into(), json!(row.image_ref));
+        }
+        let image = self.image.create_image(caller, Value::Object(record)).await?;
+        let image_id = image.id.to_string();
+        // Hold the VM down.
         let mut tx = self.write().await?;
         let Some(mut r) = store::servers::get(&mut tx, id).await? else { return Err(server_not_found(id)) };
         let previous_power = r.desired_power.clone();
-        r.task_state = Some("image_pending_upload".into());
+        r.task_state = Some("image_snapshot".into());
         r.desired_power = "shutdown".into();
         r.hard_stop = true;
         r.updated_at = now();
@@ -339,58 +357,64 @@ impl ComputeService {
         let generation = self.bump_host(&mut tx, &host).await?;
         tx.commit().await?;
         self.signal_host(&host, generation);
+        let this = self.clone();
+        let caller = caller.clone();
+        let server_id = id.to_string();
+        let image_for_task = image_id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.snapshot_into(&caller, &server_id, &host, &disk, &image_for_task, &previous_power).await {
+                tracing::warn!(server_id = %server_id, image_id = %image_for_task, error = %e, "snapshot failed");
+                let _ = this.image.delete_image(&caller, &image_for_task).await;
+            }
+        });
+        Ok(image_id)
+    }
+
+    async fn snapshot_into(&self, caller: &Caller, id: &str, host: &str, disk: &str, image_id: &str, previous_power: &str) -> Result<()> {
         let down = self
             .wait_server(id, Duration::from_secs(120), |r| r.power_state == 4 || r.deleting)
             .await?;
-        let result = match down {
-            Some(r) if r.power_state == 4 && !r.deleting => {
-                // 2. Snapshot and image.
-                let snap = format!("snapshot-{}", nubo_common::ids::new_uuid());
-                match self.blockstore.snapshot(&disk, &snap).await {
-                    Ok(_) => {
-                        properties.insert("image_type".into(), "snapshot".into());
-                        properties.insert("instance_uuid".into(), id.to_string());
-                        properties.insert("base_image_ref".into(), row.image_ref.clone());
-                        properties.insert("owner_project_name".into(), String::new());
-                        properties.retain(|_, v| !v.is_empty());
-                        let req = SnapshotImage {
-                            name,
-                            properties,
-                            min_disk: row.flavor.root_gb,
-                            min_ram: 0,
-                            visibility: None,
-                        };
-                        match self.image.create_image_from_snapshot(caller, &snap, req).await {
-                            Ok(image) => Ok(image.id.to_string()),
-                            Err(e) => {
-                                let _ = self.blockstore.delete(&snap).await;
-                                Err(e)
-                            }
-                        }
-                    }
-                    Err(e) => Err(Error::internal(format!("snapshot of {disk}: {e}"))),
-                }
-            }
+        let snap = format!("snapshot-{}", nubo_common::ids::new_uuid());
+        let taken = match down {
+            Some(r) if r.power_state == 4 && !r.deleting => self
+                .blockstore
+                .snapshot(disk, &snap)
+                .await
+                .map_err(|e| Error::internal(format!("snapshot of {disk}: {e}"))),
             Some(_) => Err(Error::conflict(format!("Instance {id} did not stop for the snapshot"))),
-            None => return Err(server_not_found(id)),
+            None => Err(server_not_found(id)),
         };
-        // 3. Back to the previous power state on a fresh spec (the disk's file changed).
+        // Back to the previous power state, on a fresh spec.
         let mut tx = self.write().await?;
         if let Some(mut r) = store::servers::get(&mut tx, id).await? {
-            r.desired_power = previous_power.clone();
+            r.desired_power = previous_power.to_string();
             r.hard_stop = false;
-            r.respawn_seq = r.respawn_seq.max(r.applied_respawn_seq) + 1;
-            r.task_state = if previous_power == "shutdown" { None } else { Some("image_uploading".into()) };
+            if taken.is_ok() {
+                r.respawn_seq = r.respawn_seq.max(r.applied_respawn_seq) + 1;
+            }
+            r.task_state = if previous_power == "shutdown" || taken.is_err() { None } else { Some("image_uploading".into()) };
             r.updated_at = now();
             store::servers::update(&mut tx, &r).await?;
-            if previous_power == "shutdown" {
-                store::actions::finish(&mut tx, id, if result.is_ok() { "Success" } else { "Error" }, None, None, &now()).await?;
+            if r.task_state.is_none() {
+                store::actions::finish(&mut tx, id, if taken.is_ok() { "Success" } else { "Error" }, None, None, &now()).await?;
             }
-            let generation = self.bump_host(&mut tx, &host).await?;
+            let generation = self.bump_host(&mut tx, host).await?;
             tx.commit().await?;
-            self.signal_host(&host, generation);
+            self.signal_host(host, generation);
         }
-        result
+        taken?;
+        let uploaded = async {
+            let info = self.blockstore.info(&snap).await.map_err(|e| Error::internal(format!("snapshot {snap}: {e}")))?;
+            let stream = self.blockstore.open_read(&snap).await.map_err(|e| Error::internal(format!("snapshot {snap}: {e}")))?;
+            self.image.upload_image(caller, image_id, Some(info.size), stream).await
+        }
+        .await;
+        if let Err(e) = self.blockstore.delete(&snap).await {
+            tracing::warn!(snapshot = %snap, error = %e, "snapshot not deleted");
+        }
+        uploaded?;
+        tracing::info!(server_id = %id, image_id, "image created from server");
+        Ok(())
     }
 
     /// `os-getConsoleOutput`: asks the host's agent for the console log (the last `length`

@@ -1215,11 +1215,11 @@ impl ComputeService {
                 .release_server_port(&port.port_id, port.created)
                 .await?;
         }
-        if let Some(disk) = &row.disk_name {
+        for disk in row.disk_name.iter().chain(row.old_disk.iter()) {
             self.blockstore
                 .delete(disk)
                 .await
-                .map_err(|e| Error::internal(format!("disk delete: {e}")))?;
+                .map_err(|e| Error::internal(format!("disk delete {disk}: {e}")))?;
         }
         let mut tx = self.write().await?;
         store::servers::delete(&mut tx, id).await?;
