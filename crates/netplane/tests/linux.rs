@@ -103,7 +103,9 @@ impl Lab {
 
     fn add_ns(&mut self, name: &str) -> String {
         let n = self.ns(name);
-        let _ = Command::new("ip").args(["netns", "del", &n]).status();
+        if Path::new(&format!("/run/netns/{n}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", &n]).status();
+        }
         run(&["ip", "netns", "add", &n]);
         run(&["ip", "-n", &n, "link", "set", "lo", "up"]);
         self.namespaces.push(n.clone());
