@@ -27,6 +27,9 @@ fn root_and_tools() -> bool {
         ("dnsmasq", "dnsmasq-base"),
         ("radvd", "radvd"),
         ("busybox", "busybox"),
+        ("curl", "curl"),
+        ("python3", "python3"),
+        ("nft", "nftables"),
     ] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
