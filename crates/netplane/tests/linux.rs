@@ -764,6 +764,42 @@ async fn two_hosts_overlay_dhcp_security_groups_routing_metadata_heal_and_remove
         !ok_in(&vma2, "busybox ping -c1 -W1 -I 10.1.0.99 10.1.0.11"),
         "spoofed source dropped"
     );
+    // ... until it is an allowed address pair (and, as Neutron does, a member address of the
+    // port's groups, which lets it through the peer's remote-group rule).
+    d2.ports[0].allowed_address_pairs.push(AddressPair {
+        ip_address: cidr("10.1.0.99"),
+        mac_address: None,
+    });
+    for d in [&mut d1, &mut d2] {
+        d.security_groups[0].member_ips.push(cidr("10.1.0.99"));
+    }
+    let r1 = np1.apply(&d1).await.unwrap();
+    assert_eq!(
+        r1.changes,
+        vec!["update nft set inet nubo-sg r4-sg1"],
+        "{:#?}",
+        r1.errors
+    );
+    let r2 = np2.apply(&d2).await.unwrap();
+    assert!(
+        r2.ok()
+            && r2
+                .changes
+                .contains(&"update nft chain bridge nubo-sg f-porta2".to_string()),
+        "{r2:#?}"
+    );
+    assert!(
+        eventually(3, || ok_in(
+            &vma2,
+            "busybox ping -c1 -W1 -I 10.1.0.99 10.1.0.11"
+        )),
+        "allowed address pair passes"
+    );
+    let ct = out_in(&hv2, "cat /proc/net/nf_conntrack");
+    assert!(
+        ct.contains("src=10.1.0.99") && ct.contains("zone="),
+        "conntrack zone per network: {ct}"
+    );
     run(&[
         "ip",
         "-n",
