@@ -19,6 +19,7 @@
 pub mod client;
 pub mod host;
 pub mod setup;
+pub mod testing;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
