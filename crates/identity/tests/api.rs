@@ -611,6 +611,17 @@ async fn token_issue_validate_and_revoke() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    // A revoked token cannot make another one: Keystone's 404 "Could not find token".
+    let body = json!({"auth": {"identity": {"methods": ["token"], "token": {"id": token}}}});
+    let reply = cloud
+        .call(
+            Method::POST,
+            "/v3/auth/tokens",
+            None,
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
     // ...but only that token: the child was issued after and has its own audit id, and the
     // chain was not revoked.
     let child_token = child.token.unwrap();

@@ -548,10 +548,8 @@ impl IdentityService {
             .get("id")
             .and_then(Value::as_str)
             .ok_or_else(|| Error::bad_request("Expecting to find id in token."))?;
-        let parent = self
-            .validate_token(id, false)
-            .await
-            .map_err(|_| unauthorized())?;
+        // As Keystone: an unknown, expired or revoked token is a 404 "Could not find token".
+        let parent = self.validate_token(id, false).await?;
         if parent.payload.application_credential_id.is_some() {
             return Err(Error::forbidden("A token created from an application credential cannot be used to create another token."));
         }
