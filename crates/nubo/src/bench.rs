@@ -5,6 +5,10 @@
 //! token validation in process (with 0 and with N revocation events), validation over HTTP on
 //! loopback with keep-alive connections (requests/s, p50, p99), and token issue by password
 //! and by token over HTTP.
+//!
+//! `nubo bench ports` measures Networking: port create over HTTP (p50/p99, one client and
+//! several), then, with `--total` ports on the network, listing ports filtered by `device_id`
+//! over HTTP (p50/p99), and one unfiltered list of them all.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +27,8 @@ use crate::server::Cloud;
 pub enum BenchCommand {
     /// Token validation and issue.
     Tokens(TokenBench),
+    /// Port create and filtered port listing (Networking).
+    Ports(PortBench),
 }
 
 #[derive(Args, Clone)]
@@ -47,6 +53,7 @@ pub struct TokenBench {
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Tokens(args) => tokens(args).await,
+        BenchCommand::Ports(args) => ports(args).await,
     }
 }
 
@@ -272,4 +279,167 @@ async fn http_phase(
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+#[derive(Args, Clone)]
+pub struct PortBench {
+    /// Port creates to time over HTTP, per phase.
+    #[arg(long, default_value_t = 500)]
+    creates: usize,
+    /// Concurrent keep-alive connections for the second create phase.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Ports on the network before the listing phase.
+    #[arg(long, default_value_t = 10_000)]
+    total: usize,
+    /// Seconds of filtered listing.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+}
+
+async fn ports(args: PortBench) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("nubo-bench-ports-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = Config::default();
+    config.server.data_dir = dir.clone();
+    config.identity.password_hash_cost = 4;
+    config.identity.admin_password = "bench-secret".into();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    config.server.listen = addr;
+    let cloud = Cloud::open(config).await?;
+    println!("nubo bench ports: 2-core shared machine, figures are noisy (SQLite WAL, synchronous=NORMAL)");
+
+    let auth = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "admin", "domain": {"id": "default"}, "password": "bench-secret"}}},
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}});
+    let token = cloud.identity.issue_token(auth).await?.id;
+    let network = cloud.network.clone();
+    let admin = nubo_network::service::Ctx::system(&cloud.bootstrap.admin_project_id);
+    let body = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+    network
+        .update_quota(
+            &admin,
+            &cloud.bootstrap.admin_project_id,
+            body(json!({"port": -1})),
+        )
+        .await?;
+    let net = network
+        .create_networks(
+            &admin,
+            nubo_network::input::CreateBody::One(body(json!({"name": "bench"}))),
+        )
+        .await?;
+    let net_id = net["network"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    network
+        .create_subnets(
+            &admin,
+            nubo_network::input::CreateBody::One(body(json!({
+                "network_id": net_id, "cidr": "10.128.0.0/16", "ip_version": 4}))),
+        )
+        .await?;
+
+    let router = cloud.router();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let create = {
+        let token = token.clone();
+        let net_id = net_id.clone();
+        let counter = counter.clone();
+        Arc::new(move || {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let body = json!({"port": {"network_id": net_id, "device_id": format!("server-{n}"),
+                                        "device_owner": "compute:nova"}});
+            http::Request::post("/network/v2.0/ports")
+                .header("host", addr.to_string())
+                .header("x-auth-token", token.clone())
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .expect("request")
+        })
+    };
+    let report = http_phase(
+        addr,
+        1,
+        Duration::from_secs(600),
+        Some(args.creates),
+        create.clone(),
+    )
+    .await?;
+    report.print("port create over HTTP, c=1");
+    let report = http_phase(
+        addr,
+        args.concurrency,
+        Duration::from_secs(600),
+        Some(args.creates),
+        create,
+    )
+    .await?;
+    report.print(&format!("port create over HTTP, c={}", args.concurrency));
+
+    // Fill up to `total` ports in process (each still one IPAM transaction).
+    let started = Instant::now();
+    let mut made = counter.load(std::sync::atomic::Ordering::Relaxed);
+    let filled_from = made;
+    while made < args.total {
+        network
+            .create_server_port(&nubo_network::ServerPortRequest {
+                project_id: cloud.bootstrap.admin_project_id.clone(),
+                network_id: net_id.clone(),
+                server_id: format!("server-{made}"),
+                host: "bench-host".into(),
+                ..Default::default()
+            })
+            .await?;
+        made += 1;
+    }
+    if made > filled_from {
+        println!(
+            "filled {} more ports in process: {:.2} ms/port mean",
+            made - filled_from,
+            started.elapsed().as_secs_f64() * 1000.0 / (made - filled_from) as f64
+        );
+    }
+
+    let total = made;
+    let list = {
+        let token = token.clone();
+        let picks = std::sync::atomic::AtomicUsize::new(1);
+        Arc::new(move || {
+            // A spread of device ids (a prime stride), not the same one every time.
+            let i = picks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let n = i.wrapping_mul(7919) % total;
+            http::Request::get(format!("/network/v2.0/ports?device_id=server-{n}"))
+                .header("host", addr.to_string())
+                .header("x-auth-token", token.clone())
+                .body(Full::new(Bytes::new()))
+                .expect("request")
+        })
+    };
+    let report = http_phase(addr, 1, Duration::from_secs(args.seconds), None, list).await?;
+    report.print(&format!(
+        "list {total} ports filtered by device_id over HTTP, c=1"
+    ));
+
+    let all = {
+        let token = token.clone();
+        Arc::new(move || {
+            http::Request::get("/network/v2.0/ports")
+                .header("host", addr.to_string())
+                .header("x-auth-token", token.clone())
+                .body(Full::new(Bytes::new()))
+                .expect("request")
+        })
+    };
+    let report = http_phase(addr, 1, Duration::from_secs(600), Some(5), all).await?;
+    report.print(&format!(
+        "list all {total} ports over HTTP (unfiltered), c=1"
+    ));
+
+    server.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }
