@@ -1,41 +1,48 @@
 #!/usr/bin/env bash
-# Runs Nubo's tests, fast ones first:
-#   1. fast     cargo test --workspace (unit, router and in-process integration tests)
-#   2. identity a real `nubo up` on loopback: the identity CLI acceptance script, then Tempest
-#               ^tempest.api.identity.
-# Installs what is missing first (scripts/install-deps.sh). NUBO_TEST_STAGES selects stages
-# (default "fast identity"). Ends with one line: "total: N passed, N failed, N skipped".
+# Runs Nubo's tests, fast ones first. Stages (NUBO_TEST_STAGES selects, default all):
+#   fast      cargo test --workspace (unit, router and in-process integration tests)
+#   identity  on a real `nubo up` on loopback: the identity CLI journey, Tempest ^tempest.api.identity.
+#   image     the image CLI journey (incl. a 2 GiB round trip), Tempest ^tempest.api.image.
+#   qemu      the guest image built and booted under QEMU (TCG) from a copy-on-write overlay, and
+#             the hypervisor crate's real-QEMU tier
+# Installs what is missing first (scripts/install-deps.sh). Ends with one line:
+# "total: N passed, N failed, N skipped".
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-stages=${NUBO_TEST_STAGES:-fast identity}
+stages=${NUBO_TEST_STAGES:-fast identity image qemu}
 passed=0 failed=0 skipped=0
 log_dir=${NUBO_TEST_LOGS:-$(mktemp -d /tmp/nubo-test.XXXXXX)}
 mkdir -p "$log_dir"
 echo "[test] logs in $log_dir"
 
-add_counts() { passed=$((passed + $1)); failed=$((failed + $2)); skipped=$((skipped + $3)); }
+want() { [[ " $stages " == *" $1 "* ]]; }
+add_counts() { passed=$((passed + ${1:-0})); failed=$((failed + ${2:-0})); skipped=$((skipped + ${3:-0})); }
 
 scripts/install-deps.sh || { echo "total: 0 passed, 1 failed, 0 skipped"; exit 1; }
 
-# Stage 1: cargo test. Its counts come from the "test result:" lines.
-if [[ " $stages " == *" fast "* ]]; then
-  echo "[test] stage fast: cargo test --workspace"
-  cargo test --workspace 2>&1 | tee "$log_dir/cargo-test.txt" | grep -E "^test result:|FAILED|panicked" || true
-  status=${PIPESTATUS[0]}
-  read -r p f i < <(awk '/^test result:/ {for (n = 1; n <= NF; n++) {if ($n ~ /^passed;?/) p += $(n-1); if ($n ~ /^failed;?/) f += $(n-1); if ($n ~ /^ignored;?/) i += $(n-1)}} END {print p+0, f+0, i+0}' "$log_dir/cargo-test.txt")
-  p=${p:-0} f=${f:-0} i=${i:-0}
-  [ "$status" -ne 0 ] && [ "$f" -eq 0 ] && f=1   # a build failure counts as a failure
+# cargo test output -> counts, from its "test result:" lines.
+cargo_counts() { # log file, exit status
+  local p f i
+  read -r p f i < <(awk '/^test result:/ {for (n = 1; n <= NF; n++) {if ($n ~ /^passed;?/) p += $(n-1); if ($n ~ /^failed;?/) f += $(n-1); if ($n ~ /^ignored;?/) i += $(n-1)}} END {print p+0, f+0, i+0}' "$1")
+  [ "$2" -ne 0 ] && [ "${f:-0}" -eq 0 ] && f=1   # a build failure counts as a failure
   add_counts "$p" "$f" "$i"
+}
+
+if want fast; then
+  echo "[test] stage fast: cargo test --workspace"
+  cargo test --workspace 2>&1 | tee "$log_dir/cargo-test.txt" | grep -E "^test result:|FAILED|panicked|SKIP" || true
+  cargo_counts "$log_dir/cargo-test.txt" "${PIPESTATUS[0]}"
 fi
 
-# Stages against a running cloud.
+# ---------------------------------------------------------------- a real cloud on loopback
 cloud_pid=""
 stop_cloud() {
   if [ -n "$cloud_pid" ]; then kill "$cloud_pid" 2>/dev/null; wait "$cloud_pid" 2>/dev/null; cloud_pid=""; fi
 }
 trap stop_cloud EXIT
 start_cloud() {
+  [ -n "$cloud_pid" ] && return
   cargo build -p nubo 2>&1 | tail -1
   data=$log_dir/cloud
   rm -rf "$data"
@@ -47,26 +54,57 @@ start_cloud() {
   NUBO_IDENTITY__UNIQUE_LAST_PASSWORD_COUNT=$NUBO_UNIQUE_LAST_PASSWORD_COUNT \
   target/debug/nubo up --data-dir "$data" --listen "127.0.0.1:$port" > "$log_dir/nubo-up.log" 2>&1 &
   cloud_pid=$!
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 150); do
     curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
     sleep 0.2
   done
   export OS_CLIENT_CONFIG_FILE=$data/clouds.yaml OS_CLOUD=nubo
-}
-
-if [[ " $stages " == *" identity "* ]]; then
-  echo "[test] stage identity: nubo up + identity CLI acceptance + Tempest identity"
-  start_cloud
-  scripts/acceptance/identity-cli.sh 2>&1 | tee "$log_dir/identity-cli.txt"
-  read -r p f < <(sed -n 's/^identity-cli: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$log_dir/identity-cli.txt" | tail -1)
-  add_counts "${p:-0}" "${f:-1}" 0
   scripts/conformance/tempest-conf.sh "$log_dir/tempest" > "$log_dir/tempest-conf.txt" 2>&1 \
     || { tail -20 "$log_dir/tempest-conf.txt"; add_counts 0 1 0; }
-  scripts/conformance/run-tempest.sh "$log_dir/tempest" '^tempest\.api\.identity\.' | tee "$log_dir/tempest-identity.txt"
-  tp=$(sed -n 's/^ - Passed: //p' "$log_dir/tempest-identity.txt"); tf=$(sed -n 's/^ - Failed: //p' "$log_dir/tempest-identity.txt")
-  ts=$(sed -n 's/^ - Skipped: //p' "$log_dir/tempest-identity.txt")
+}
+
+acceptance() { # name of scripts/acceptance/<name>.sh, extra env assignments...
+  local name=$1; shift
+  env "$@" "scripts/acceptance/$name.sh" 2>&1 | tee "$log_dir/$name.txt"
+  local p f
+  read -r p f < <(sed -n "s/^$name: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p" "$log_dir/$name.txt" | tail -1)
+  add_counts "${p:-0}" "${f:-1}" 0
+}
+
+tempest() { # label, regex
+  scripts/conformance/run-tempest.sh "$log_dir/tempest" "$2" | tee "$log_dir/tempest-$1.txt"
+  local tp tf ts
+  tp=$(sed -n 's/^ - Passed: //p' "$log_dir/tempest-$1.txt"); tf=$(sed -n 's/^ - Failed: //p' "$log_dir/tempest-$1.txt")
+  ts=$(sed -n 's/^ - Skipped: //p' "$log_dir/tempest-$1.txt")
   add_counts "${tp:-0}" "${tf:-1}" "${ts:-0}"
-  stop_cloud
+}
+
+if want identity; then
+  echo "[test] stage identity: identity CLI journey + Tempest identity"
+  start_cloud
+  acceptance identity-cli
+  tempest identity '^tempest\.api\.identity\.'
+fi
+
+if want image; then
+  echo "[test] stage image: image CLI journey (2 GiB round trip) + Tempest image"
+  start_cloud
+  acceptance image-cli NUBO_BIG_IMAGE_GIB=2 "NUBO_API_PID=$cloud_pid"
+  tempest image '^tempest\.api\.image\.'
+fi
+stop_cloud
+
+if want qemu; then
+  echo "[test] stage qemu: the guest image under QEMU (TCG)"
+  tools/guest-image/build.sh > "$log_dir/guest-image-build.txt" 2>&1 || { tail -20 "$log_dir/guest-image-build.txt"; add_counts 0 1 0; }
+  tools/guest-image/boot-test.sh 2>&1 | tee "$log_dir/guest-boot.txt"
+  status=${PIPESTATUS[0]}
+  read -r p f < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*$/\1 \2/p' "$log_dir/guest-boot.txt" | tail -1)
+  if grep -q "^SKIP" "$log_dir/guest-boot.txt"; then add_counts 0 0 1
+  elif [ "$status" -ne 0 ]; then add_counts "${p:-0}" "${f:-1}" 0
+  else add_counts "${p:-0}" "${f:-0}" 0; fi
+  cargo test -p nubo-hypervisor --test qemu 2>&1 | tee "$log_dir/hypervisor-qemu.txt" | grep -E "^test result:|FAILED|panicked|SKIP" || true
+  cargo_counts "$log_dir/hypervisor-qemu.txt" "${PIPESTATUS[0]}"
 fi
 
 echo "total: $passed passed, $failed failed, $skipped skipped"
