@@ -75,6 +75,11 @@ async fn server_ports_and_the_desired_state() {
         .unwrap_err();
     assert_eq!(err.status, 404);
 
+    let dhcp = s.ensure_dhcp_port(&private, "host-a").await.unwrap();
+    assert_eq!(dhcp.device_owner, "network:dhcp");
+    assert_eq!(dhcp.fixed_ips.len(), 2);
+    assert_eq!(s.ensure_dhcp_port(&private, "host-a").await.unwrap(), dhcp);
+
     let mine = s.ports_of_device("server-1").await.unwrap();
     assert_eq!(mine.len(), 1);
     s.set_port_status(&port.id, true).await.unwrap();
@@ -86,7 +91,11 @@ async fn server_ports_and_the_desired_state() {
     assert!(net.segmentation_id.is_some());
     assert_eq!(net.subnets.len(), 2);
     let local: Vec<_> = state.ports.iter().filter(|p| p.host == "host-a").collect();
-    assert_eq!(local.len(), 1);
+    assert_eq!(local.len(), 2, "the server's port and the DHCP port");
+    let local: Vec<_> = local
+        .into_iter()
+        .filter(|p| p.device_owner == "compute:nova")
+        .collect();
     assert_eq!(local[0].status, "ACTIVE");
     // The router's interfaces are in the network's ports, and the router is in the snapshot.
     assert!(state

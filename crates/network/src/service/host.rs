@@ -17,6 +17,8 @@
 //!   rules and the member addresses remote-group rules need, routers with gateway, interfaces,
 //!   extra routes, floating IPs and port forwardings).
 //! - [`NetworkService::set_port_status`] reports a port `ACTIVE` or `DOWN`.
+//! - [`NetworkService::ensure_dhcp_port`] gives a host's DHCP server its port (and addresses)
+//!   on a network.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -432,6 +434,94 @@ impl NetworkService {
             .port_states(&mut conn, std::slice::from_ref(&p))
             .await?
             .pop())
+    }
+
+    /// The DHCP port of `network_id` served from `host` (`device_owner` `network:dhcp`,
+    /// `device_id` `dhcp-<host>`): made on first call with an address on every DHCP-enabled
+    /// subnet, and given one on subnets added since. Idempotent; the data plane calls it when it
+    /// starts serving a network. 404 when the network is gone.
+    pub async fn ensure_dhcp_port(&self, network_id: &str, host: &str) -> Result<PortState> {
+        let device_id = format!("dhcp-{host}");
+        let mut tx = self.write().await?;
+        let network = store::networks::get(&mut tx, network_id)
+            .await?
+            .ok_or_else(|| not_found("Network", network_id))?;
+        let subnets: Vec<_> = store::subnets::of_network(&mut tx, network_id)
+            .await?
+            .into_iter()
+            .filter(|s| s.enable_dhcp)
+            .collect();
+        let existing = store::ports::list(
+            &mut tx,
+            &PortFilter {
+                network_id: Some(network_id.to_string()),
+                device_id: Some(device_id.clone()),
+                ..Default::default()
+            },
+        )
+        .await?
+        .into_iter()
+        .find(|p| p.device_owner == super::DHCP_OWNER);
+        let port = match existing {
+            Some(p) => {
+                let held: Vec<String> = self
+                    .fixed_ips(&mut tx, &p.id)
+                    .await?
+                    .into_iter()
+                    .map(|f| f.subnet_id)
+                    .collect();
+                let missing: Vec<IpRequest> = subnets
+                    .iter()
+                    .filter(|s| !held.contains(&s.id))
+                    .map(|s| IpRequest {
+                        subnet_id: Some(s.id.clone()),
+                        ip_address: None,
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    let mac = crate::addr::Mac::parse(&p.mac_address).ok_or_else(|| {
+                        Error::internal(format!("stored MAC {} is invalid", p.mac_address))
+                    })?;
+                    let all = store::subnets::of_network(&mut tx, network_id).await?;
+                    self.allocate_port_ips(
+                        &mut tx,
+                        network_id,
+                        &all,
+                        &p.id,
+                        &mac,
+                        &p.device_owner,
+                        Some(&missing),
+                    )
+                    .await?;
+                }
+                p
+            }
+            None => {
+                let mut new = NewPort::internal(
+                    network_id,
+                    &network.project_id,
+                    &device_id,
+                    super::DHCP_OWNER,
+                );
+                new.host_id = Some(host.to_string());
+                new.fixed_ips = Some(
+                    subnets
+                        .iter()
+                        .map(|s| IpRequest {
+                            subnet_id: Some(s.id.clone()),
+                            ip_address: None,
+                        })
+                        .collect(),
+                );
+                self.create_port_tx(&mut tx, &Ctx::system(&network.project_id), new)
+                    .await?
+            }
+        };
+        let state = self
+            .port_states(&mut tx, std::slice::from_ref(&port))
+            .await?;
+        tx.commit().await?;
+        Ok(state.into_iter().next().expect("one port"))
     }
 
     /// The data plane's report: the port is up (`ACTIVE`) or not (`DOWN`). Unknown ports are
