@@ -52,7 +52,7 @@ start_cloud() {
   NUBO_IDENTITY__LOCKOUT_FAILURE_ATTEMPTS=$NUBO_LOCKOUT_FAILURE_ATTEMPTS \
   NUBO_IDENTITY__LOCKOUT_DURATION=$NUBO_LOCKOUT_DURATION \
   NUBO_IDENTITY__UNIQUE_LAST_PASSWORD_COUNT=$NUBO_UNIQUE_LAST_PASSWORD_COUNT \
-  target/debug/nubo up --data-dir "$data" --listen "127.0.0.1:$port" > "$log_dir/nubo-up.log" 2>&1 &
+  "${CARGO_TARGET_DIR:-target}/debug/nubo" up --data-dir "$data" --listen "127.0.0.1:$port" > "$log_dir/nubo-up.log" 2>&1 &
   cloud_pid=$!
   for _ in $(seq 1 150); do
     curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
