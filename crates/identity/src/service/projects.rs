@@ -11,6 +11,16 @@ use crate::store::revocations::RevocationRow;
 
 pub const DEFAULT_DOMAIN_ID: &str = "default";
 const MAX_TAGS: usize = 80;
+
+/// The domain a new project, user or group lands in when the request names none: the domain of
+/// the caller's scope, else the default domain (as Keystone does).
+pub(crate) fn default_domain(caller: &Caller) -> String {
+    match &caller.scope {
+        nubo_common::Scope::Project { domain_id, .. } => domain_id.clone(),
+        nubo_common::Scope::Domain { id, .. } => id.clone(),
+        _ => DEFAULT_DOMAIN_ID.to_string(),
+    }
+}
 const MAX_DEPTH: usize = 5;
 
 /// Tag filters of `GET /v3/projects`.
@@ -252,11 +262,7 @@ impl IdentityService {
             }
             (None, Some(domain_id)) => (domain_id.clone(), domain_id.clone()),
             (None, None) => {
-                let domain = match &caller.scope {
-                    nubo_common::Scope::Project { domain_id, .. } => domain_id.clone(),
-                    nubo_common::Scope::Domain { id, .. } => id.clone(),
-                    _ => DEFAULT_DOMAIN_ID.to_string(),
-                };
+                let domain = default_domain(caller);
                 (domain.clone(), domain)
             }
         };

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::password;
 use crate::policy;
-use crate::service::projects::DEFAULT_DOMAIN_ID;
+use crate::service::projects::default_domain;
 use crate::service::{check_name, conflict_or, matches_filters, not_found, Body, IdentityService};
 use crate::store;
 use crate::store::revocations::RevocationRow;
@@ -19,11 +19,7 @@ impl IdentityService {
         let name = body.required_name("name", 255)?;
         let domain_id = match body.string("domain_id")? {
             Some(id) => id,
-            None => match &caller.scope {
-                nubo_common::Scope::Domain { id, .. } => id.clone(),
-                nubo_common::Scope::Project { domain_id, .. } => domain_id.clone(),
-                _ => DEFAULT_DOMAIN_ID.to_string(),
-            },
+            None => default_domain(caller),
         };
         self.domain_row(&domain_id).await?;
         let default_project_id = body.string("default_project_id")?;
