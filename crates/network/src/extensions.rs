@@ -44,6 +44,8 @@ pub const EXTENSIONS: &[Extension] = &[
     ext("project-id", "project_id field enabled", "Resources carry project_id as well as tenant_id."),
     ext("provider", "Provider Network", "Network segment type, physical network and segmentation id (admin only)."),
     ext("quota_details", "Quota details extension", "Quota usage: limit, used and reserved per resource."),
+    ext("quota-check-limit", "Quota engine limit check", "Quota updates below current usage are refused (unless forced)."),
+    ext("quota-check-limit-default", "Quota engine limit check by default", "The usage check applies without being asked for."),
     ext("quotas", "Quota management support", "Per-project quotas on networking resources."),
     ext("rbac-policies", "RBAC Policies", "Share networks with other projects, or make them external to them."),
     ext("router", "Neutron L3 Router", "Routers, router interfaces and floating IPs."),

@@ -142,6 +142,24 @@ async fn racing_creates_respect_the_port_quota() {
     let (_, body) = api.get("alice", "/v2.0/quotas/pa/details.json").await;
     assert_eq!(body["quota"]["port"]["used"], 7);
     assert_eq!(body["quota"]["port"]["limit"], 7);
+    // A limit below usage is refused unless forced; clients' `check_limit` is accepted.
+    let (status, _) = api
+        .put(
+            "admin",
+            "/v2.0/quotas/pa",
+            json!({"quota": {"port": 3, "check_limit": true}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = api
+        .put(
+            "admin",
+            "/v2.0/quotas/pa",
+            json!({"quota": {"port": 3, "force": true}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["quota"]["port"], 3);
 }
 
 #[tokio::test]

@@ -202,6 +202,11 @@ impl NetworkService {
         if !ctx.admin {
             return Err(admin_required());
         }
+        let mut body = body;
+        // `check_limit` is what older clients send to ask for the usage check Neutron now always
+        // makes; `force: true` skips it.
+        body.remove("check_limit");
+        let force = matches!(body.remove("force"), Some(Value::Bool(true)));
         let mut changes = Vec::new();
         let mut unknown = Vec::new();
         for (key, value) in &body {
@@ -227,6 +232,20 @@ impl NetworkService {
             .with_kind("HTTPBadRequest"));
         }
         let mut tx = self.write().await?;
+        if !force {
+            for (resource, limit) in &changes {
+                if *limit < 0 {
+                    continue;
+                }
+                let used = usage(&mut tx, project, resource).await?;
+                if used > *limit {
+                    return Err(Error::bad_request(format!(
+                        "Quota limit {limit} for {resource} must be greater than or equal to already used {used}"
+                    ))
+                    .with_kind("HTTPBadRequest"));
+                }
+            }
+        }
         for (resource, limit) in changes {
             store::quotas::set(&mut tx, project, resource, limit).await?;
         }
