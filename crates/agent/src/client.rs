@@ -7,8 +7,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use nubo_compute::agent_api::{
-    ConfigDriveContent, DesiredHost, HostRegistered, HostRegistration, ObservedHost,
-    RequestAnswer, BEARER,
+    ConfigDriveContent, DesiredHost, HostRegistered, HostRegistration, ObservedHost, RequestAnswer,
+    BEARER,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -73,7 +73,10 @@ impl HttpControlPlane {
                 .method(method)
                 .uri(format!("{}{}", self.prefix, path))
                 .header(http::header::HOST, &self.authority)
-                .header(http::header::AUTHORIZATION, format!("{BEARER}{}", self.secret))
+                .header(
+                    http::header::AUTHORIZATION,
+                    format!("{BEARER}{}", self.secret),
+                )
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .body(Full::new(Bytes::from(body.unwrap_or_default())))
                 .map_err(|e| e.to_string())?;
@@ -115,15 +118,23 @@ impl HttpControlPlane {
 #[async_trait::async_trait]
 impl ControlPlane for HttpControlPlane {
     async fn register(&self, host: &str, reg: &HostRegistration) -> Result<HostRegistered, String> {
-        self.call(http::Method::PUT, &format!("/hosts/{host}"), Self::json(reg), Duration::from_secs(10))
-            .await?
-            .ok_or_else(|| "empty answer".to_string())
+        self.call(
+            http::Method::PUT,
+            &format!("/hosts/{host}"),
+            Self::json(reg),
+            Duration::from_secs(10),
+        )
+        .await?
+        .ok_or_else(|| "empty answer".to_string())
     }
 
     async fn desired(&self, host: &str, after: i64, wait: Duration) -> Result<DesiredHost, String> {
         self.call(
             http::Method::GET,
-            &format!("/hosts/{host}/desired?after={after}&wait={}", wait.as_secs()),
+            &format!(
+                "/hosts/{host}/desired?after={after}&wait={}",
+                wait.as_secs()
+            ),
             None,
             wait + Duration::from_secs(15),
         )

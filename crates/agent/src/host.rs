@@ -16,7 +16,11 @@ pub trait HostPlumbing: Send + Sync + 'static {
     /// Removes the tap device. Gone already: fine.
     async fn remove_tap(&self, name: &str) -> Result<(), String>;
     /// Writes a vfat image labelled `config-2` with `content` at `path`.
-    async fn build_config_drive(&self, path: &Path, content: &ConfigDriveContent) -> Result<(), String>;
+    async fn build_config_drive(
+        &self,
+        path: &Path,
+        content: &ConfigDriveContent,
+    ) -> Result<(), String>;
 }
 
 /// The real host: `ip tuntap` (root needed) and `mkfs.vfat` + `mcopy`.
@@ -54,7 +58,9 @@ impl HostPlumbing for RealHost {
                 }
             }
         }
-        run("ip", &["link", "set", "dev", name, "up"]).await.map(|_| ())
+        run("ip", &["link", "set", "dev", name, "up"])
+            .await
+            .map(|_| ())
     }
 
     async fn remove_tap(&self, name: &str) -> Result<(), String> {
@@ -68,7 +74,11 @@ impl HostPlumbing for RealHost {
         }
     }
 
-    async fn build_config_drive(&self, path: &Path, content: &ConfigDriveContent) -> Result<(), String> {
+    async fn build_config_drive(
+        &self,
+        path: &Path,
+        content: &ConfigDriveContent,
+    ) -> Result<(), String> {
         let dir = path.parent().ok_or("config drive path has no parent")?;
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let staging = dir.join(format!(".{}.d", uuid::Uuid::new_v4()));
@@ -81,7 +91,8 @@ impl HostPlumbing for RealHost {
                     .decode(b64)
                     .map_err(|e| e.to_string())?;
                 let file = staging.join(name);
-                std::fs::create_dir_all(file.parent().expect("has a parent")).map_err(|e| e.to_string())?;
+                std::fs::create_dir_all(file.parent().expect("has a parent"))
+                    .map_err(|e| e.to_string())?;
                 std::fs::write(&file, bytes).map_err(|e| e.to_string())?;
             }
             let tmp = dir.join(format!(".{}.vfat", uuid::Uuid::new_v4()));
@@ -89,7 +100,13 @@ impl HostPlumbing for RealHost {
             run("mkfs.vfat", &["-n", "config-2", "-C", &tmp_s, "8192"]).await?;
             let mut args = vec!["-s".to_string(), "-i".to_string(), tmp_s.clone()];
             for entry in std::fs::read_dir(&staging).map_err(|e| e.to_string())? {
-                args.push(entry.map_err(|e| e.to_string())?.path().display().to_string());
+                args.push(
+                    entry
+                        .map_err(|e| e.to_string())?
+                        .path()
+                        .display()
+                        .to_string(),
+                );
             }
             args.push("::/".into());
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -124,7 +141,11 @@ impl HostPlumbing for FakeHost {
         Ok(())
     }
 
-    async fn build_config_drive(&self, path: &Path, _content: &ConfigDriveContent) -> Result<(), String> {
+    async fn build_config_drive(
+        &self,
+        path: &Path,
+        _content: &ConfigDriveContent,
+    ) -> Result<(), String> {
         self.config_drives.lock().insert(path.display().to_string());
         Ok(())
     }

@@ -157,7 +157,12 @@ impl Agent {
             if *stop.borrow() {
                 return None;
             }
-            match self.shared.control.register(&self.shared.settings.host, &reg).await {
+            match self
+                .shared
+                .control
+                .register(&self.shared.settings.host, &reg)
+                .await
+            {
                 Ok(r) => {
                     tracing::info!(host = %self.shared.settings.host, host_id = %r.host_id, "registered with the API");
                     return Some(Duration::from_secs(r.heartbeat_interval.max(1)));
@@ -173,7 +178,9 @@ impl Agent {
 
     /// Runs until `stop` turns true: register, adopt, then converge to every desired state.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let Some(heartbeat) = self.register(&stop).await else { return };
+        let Some(heartbeat) = self.register(&stop).await else {
+            return;
+        };
         // Adopt what runs here: a worker for every VM the hypervisor has; the first desired
         // state tells each whether it stays.
         if let Ok(vms) = self.shared.hv.list().await {

@@ -32,7 +32,10 @@ pub fn secret_path(config: &Config) -> PathBuf {
 
 /// Builds the agent `config` describes. `blockstore` overrides `[agent] blockstore_dir` (the
 /// in-process agent shares the API's handle).
-pub async fn build(config: &Config, blockstore: Option<Arc<dyn BlockStore>>) -> Result<Arc<Agent>, String> {
+pub async fn build(
+    config: &Config,
+    blockstore: Option<Arc<dyn BlockStore>>,
+) -> Result<Arc<Agent>, String> {
     let a = &config.agent;
     let data_dir = &config.server.data_dir;
     let state_dir = if a.state_dir.as_os_str().is_empty() {
@@ -43,10 +46,19 @@ pub async fn build(config: &Config, blockstore: Option<Arc<dyn BlockStore>>) -> 
     std::fs::create_dir_all(&state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
     let secret_file = secret_path(config);
     let secret = std::fs::read_to_string(&secret_file)
-        .map_err(|e| format!("cannot read the agent secret {}: {e}", secret_file.display()))?
+        .map_err(|e| {
+            format!(
+                "cannot read the agent secret {}: {e}",
+                secret_file.display()
+            )
+        })?
         .trim()
         .to_string();
-    let api_url = if a.api_url.is_empty() { config.public_url() } else { a.api_url.clone() };
+    let api_url = if a.api_url.is_empty() {
+        config.public_url()
+    } else {
+        a.api_url.clone()
+    };
     let control = Arc::new(HttpControlPlane::new(&api_url, &secret)?);
     let blockstore: Arc<dyn BlockStore> = match blockstore {
         Some(b) => b,
@@ -56,21 +68,33 @@ pub async fn build(config: &Config, blockstore: Option<Arc<dyn BlockStore>>) -> 
             } else {
                 a.blockstore_dir.clone()
             };
-            Arc::new(nubo_blockstore::LocalStore::open(&dir).map_err(|e| format!("block store {}: {e}", dir.display()))?)
+            Arc::new(
+                nubo_blockstore::LocalStore::open(&dir)
+                    .map_err(|e| format!("block store {}: {e}", dir.display()))?,
+            )
         }
     };
     let (hv, plumbing): (Arc<dyn Hypervisor>, Arc<dyn HostPlumbing>) = match a.driver.as_str() {
-        "fake" => (Arc::new(FakeHypervisor::new()), Arc::new(FakeHost::default())),
+        "fake" => (
+            Arc::new(FakeHypervisor::new()),
+            Arc::new(FakeHost::default()),
+        ),
         "qemu" => {
             let mut qemu = QemuConfig::new(state_dir.join("vms"));
             qemu.accel = AccelMode::from_str(&a.accel).map_err(|e| e.to_string())?;
-            let hv = QemuHypervisor::open(qemu).await.map_err(|e| format!("QEMU driver: {e}"))?;
+            let hv = QemuHypervisor::open(qemu)
+                .await
+                .map_err(|e| format!("QEMU driver: {e}"))?;
             (Arc::new(hv), Arc::new(RealHost))
         }
         other => return Err(format!("unknown agent driver {other:?} (qemu or fake)")),
     };
     let mut settings = AgentSettings::new(
-        if a.host.is_empty() { hostname() } else { a.host.clone() },
+        if a.host.is_empty() {
+            hostname()
+        } else {
+            a.host.clone()
+        },
         state_dir,
     );
     if !a.host_ip.is_empty() {

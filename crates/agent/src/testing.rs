@@ -58,6 +58,8 @@ pub struct Fleet {
     pub network: Arc<NetworkService>,
     pub image: Arc<ImageService>,
     pub store: MemoryStore,
+    /// The block store in use (`store`, unless the fleet was started on another one).
+    pub blockstore: Arc<dyn BlockStore>,
     pub image_id: String,
     pub private_network: String,
     pub nodes: Vec<FakeNode>,
@@ -101,12 +103,24 @@ fn caller(token: &str) -> Caller {
 
 impl Fleet {
     pub async fn start(spec: FleetSpec) -> Fleet {
+        Fleet::start_on(spec, None, vec![0u8; 1 << 20]).await
+    }
+
+    /// A fleet on `blockstore` (a [`MemoryStore`] when `None`) whose `tiny` image holds `image`.
+    pub async fn start_on(
+        spec: FleetSpec,
+        blockstore: Option<Arc<dyn BlockStore>>,
+        image_bytes: Vec<u8>,
+    ) -> Fleet {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = Db::open(&format!("sqlite://{}", dir.path().join("nubo.db").display()), 8)
-            .await
-            .expect("db");
+        let db = Db::open(
+            &format!("sqlite://{}", dir.path().join("nubo.db").display()),
+            8,
+        )
+        .await
+        .expect("db");
         let store = MemoryStore::new();
-        let blockstore: Arc<dyn BlockStore> = Arc::new(store.clone());
+        let blockstore: Arc<dyn BlockStore> = blockstore.unwrap_or_else(|| Arc::new(store.clone()));
         let image = ImageService::new(db.clone(), blockstore.clone(), ImageSettings::default())
             .await
             .expect("image service");
@@ -115,9 +129,11 @@ impl Fleet {
             .create_image(&admin, json!({"name": "tiny", "disk_format": "raw", "container_format": "bare", "visibility": "public"}))
             .await
             .expect("image record");
-        let data: nubo_blockstore::ByteStream = Box::pin(futures::stream::iter(vec![Ok(Bytes::from(vec![0u8; 1 << 20]))]));
+        let size = image_bytes.len() as u64;
+        let data: nubo_blockstore::ByteStream =
+            Box::pin(futures::stream::iter(vec![Ok(Bytes::from(image_bytes))]));
         image
-            .upload_image(&admin, record.id.as_str(), Some(1 << 20), data)
+            .upload_image(&admin, record.id.as_str(), Some(size), data)
             .await
             .expect("image upload");
         let mut net_config = NetworkConfig::default();
@@ -125,16 +141,23 @@ impl Fleet {
         net_config.private_v6_cidr = String::new();
         net_config.public_v6_cidr = String::new();
         net_config.quota_port = -1;
-        let network = NetworkService::new(db.clone(), NetworkSettings::from_config(&net_config, "http://localhost").expect("settings"))
-            .await
-            .expect("network service");
+        let network = NetworkService::new(
+            db.clone(),
+            NetworkSettings::from_config(&net_config, "http://localhost").expect("settings"),
+        )
+        .await
+        .expect("network service");
         network
             .ensure_default_networks(PROJECT, &net_config)
             .await
             .expect("default networks");
         let ctx = nubo_network::service::Ctx::system(PROJECT);
         let nets = network
-            .list_networks(&ctx, &nubo_network::query::ListParams::default(), &nubo_network::query::LinkBase { url: "" })
+            .list_networks(
+                &ctx,
+                &nubo_network::query::ListParams::default(),
+                &nubo_network::query::LinkBase { url: "" },
+            )
             .await
             .expect("networks");
         let private_network = nets
@@ -144,22 +167,45 @@ impl Fleet {
             .and_then(|n| n["id"].as_str())
             .expect("private network")
             .to_string();
-        let settings = ComputeSettings::from_config(&spec.compute, "fleet-secret".into(), "fleet-metadata".into());
-        let compute = ComputeService::new(db, settings, image.clone(), network.clone(), blockstore.clone())
-            .await
-            .expect("compute service");
+        let settings = ComputeSettings::from_config(
+            &spec.compute,
+            "fleet-secret".into(),
+            "fleet-metadata".into(),
+        );
+        let compute = ComputeService::new(
+            db,
+            settings,
+            image.clone(),
+            network.clone(),
+            blockstore.clone(),
+        )
+        .await
+        .expect("compute service");
         let validator = StaticValidator::new()
             .with(ADMIN_TOKEN, caller(ADMIN_TOKEN))
             .with(MEMBER_TOKEN, caller(MEMBER_TOKEN))
             .with(OTHER_TOKEN, caller(OTHER_TOKEN))
             .shared();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let router = axum::Router::new()
-            .nest("/compute", nubo_compute::http::router(compute.clone(), validator, &format!("http://{addr}")))
-            .nest("/internal", nubo_compute::http::internal_router(compute.clone()))
-            .nest("/metadata", nubo_compute::http::metadata_router(compute.clone()))
-            .layer(axum::middleware::from_fn(nubo_common::http::request_context));
+            .nest(
+                "/compute",
+                nubo_compute::http::router(compute.clone(), validator, &format!("http://{addr}")),
+            )
+            .nest(
+                "/internal",
+                nubo_compute::http::internal_router(compute.clone()),
+            )
+            .nest(
+                "/metadata",
+                nubo_compute::http::metadata_router(compute.clone()),
+            )
+            .layer(axum::middleware::from_fn(
+                nubo_common::http::request_context,
+            ));
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
@@ -170,6 +216,7 @@ impl Fleet {
             network,
             image,
             store,
+            blockstore,
             image_id: record.id.to_string(),
             private_network,
             nodes: Vec::new(),
@@ -200,21 +247,63 @@ impl Fleet {
     }
 
     /// Starts an agent for `name` on an existing fake (an agent restart).
-    pub async fn start_agent(&self, name: &str, hv: Arc<FakeHypervisor>, host: Arc<FakeHost>) -> FakeNode {
-        let control = Arc::new(HttpControlPlane::new(&format!("http://{}", self.addr), "fleet-secret").expect("control"));
+    pub async fn start_agent(
+        &self,
+        name: &str,
+        hv: Arc<FakeHypervisor>,
+        host: Arc<FakeHost>,
+    ) -> FakeNode {
+        let control = Arc::new(
+            HttpControlPlane::new(&format!("http://{}", self.addr), "fleet-secret")
+                .expect("control"),
+        );
         let mut settings = AgentSettings::new(name, self.dir.path().join(name));
         settings.long_poll = Duration::from_secs(5);
         let hv_dyn: Arc<dyn Hypervisor> = hv.clone();
-        let agent = Agent::new(settings, hv_dyn, Arc::new(self.store.clone()), host.clone(), control);
+        let agent = Agent::new(
+            settings,
+            hv_dyn,
+            self.blockstore.clone(),
+            host.clone(),
+            control,
+        );
         let (stop, rx) = watch::channel(false);
         let task = tokio::spawn(agent.run(rx));
-        FakeNode { name: name.into(), hv, host, stop, task }
+        FakeNode {
+            name: name.into(),
+            hv,
+            host,
+            stop,
+            task,
+        }
+    }
+
+    /// Starts an agent with any hypervisor and host plumbing (the QEMU benchmark); returns its
+    /// stop switch and task.
+    pub fn start_custom_agent(
+        &self,
+        name: &str,
+        hv: Arc<dyn Hypervisor>,
+        plumbing: Arc<dyn crate::HostPlumbing>,
+    ) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let control = Arc::new(
+            HttpControlPlane::new(&format!("http://{}", self.addr), "fleet-secret")
+                .expect("control"),
+        );
+        let mut settings = AgentSettings::new(name, self.dir.path().join(name));
+        settings.long_poll = Duration::from_secs(5);
+        settings.stop_timeout = Duration::from_secs(10);
+        let agent = Agent::new(settings, hv, self.blockstore.clone(), plumbing, control);
+        let (stop, rx) = watch::channel(false);
+        (stop, tokio::spawn(agent.run(rx)))
     }
 
     /// Waits until every node registered.
     pub async fn wait_registered(&self) {
         for _ in 0..500 {
-            let (_, v) = self.call("GET", "/compute/v2.1/os-hypervisors", ADMIN_TOKEN, None).await;
+            let (_, v) = self
+                .call("GET", "/compute/v2.1/os-hypervisors", ADMIN_TOKEN, None)
+                .await;
             if v["hypervisors"].as_array().map(|a| a.len()) == Some(self.nodes.len()) {
                 return;
             }
@@ -224,9 +313,19 @@ impl Fleet {
     }
 
     /// One HTTP call to the fleet's API; returns status and JSON (Null when empty).
-    pub async fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-        let stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -237,11 +336,18 @@ impl Fleet {
             .header("x-auth-token", token)
             .header("openstack-api-version", "compute 2.79")
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default())))
+            .body(Full::new(Bytes::from(
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            )))
             .expect("request");
         let response = sender.send_request(request).await.expect("response");
         let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
         let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         (status, value)
     }
@@ -250,7 +356,9 @@ impl Fleet {
     pub async fn create_server(&self, name: &str, flavor: &str) -> Result<String, (u16, Value)> {
         let body = json!({"server": {"name": name, "imageRef": self.image_id, "flavorRef": flavor,
             "networks": [{"uuid": self.private_network}]}});
-        let (status, v) = self.call("POST", "/compute/v2.1/servers", MEMBER_TOKEN, Some(body)).await;
+        let (status, v) = self
+            .call("POST", "/compute/v2.1/servers", MEMBER_TOKEN, Some(body))
+            .await;
         if status == 202 {
             Ok(v["server"]["id"].as_str().unwrap_or_default().to_string())
         } else {
@@ -262,8 +370,19 @@ impl Fleet {
     pub async fn wait_status(&self, id: &str, statuses: &[&str], timeout: Duration) -> String {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let (code, v) = self.call("GET", &format!("/compute/v2.1/servers/{id}"), ADMIN_TOKEN, None).await;
-            let status = if code == 404 { "GONE".to_string() } else { v["server"]["status"].as_str().unwrap_or("").to_string() };
+            let (code, v) = self
+                .call(
+                    "GET",
+                    &format!("/compute/v2.1/servers/{id}"),
+                    ADMIN_TOKEN,
+                    None,
+                )
+                .await;
+            let status = if code == 404 {
+                "GONE".to_string()
+            } else {
+                v["server"]["status"].as_str().unwrap_or("").to_string()
+            };
             if statuses.contains(&status.as_str()) || tokio::time::Instant::now() >= deadline {
                 return status;
             }
@@ -273,8 +392,16 @@ impl Fleet {
 
     /// Ports with a `compute:nova` owner.
     pub async fn server_ports(&self) -> usize {
-        let state = self.network.desired_state(None).await.expect("network state");
-        state.ports.iter().filter(|p| p.device_owner == "compute:nova").count()
+        let state = self
+            .network
+            .desired_state(None)
+            .await
+            .expect("network state");
+        state
+            .ports
+            .iter()
+            .filter(|p| p.device_owner == "compute:nova")
+            .count()
     }
 
     /// Rows in `compute_servers`.

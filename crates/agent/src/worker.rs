@@ -118,7 +118,11 @@ async fn status(shared: &Shared, vm: VmId) -> Result<Option<VmStatus>, String> {
 }
 
 fn config_drive_path(shared: &Shared, id: &str) -> std::path::PathBuf {
-    shared.settings.state_dir.join("config-drives").join(format!("{id}.vfat"))
+    shared
+        .settings
+        .state_dir
+        .join("config-drives")
+        .join(format!("{id}.vfat"))
 }
 
 /// Destroys the VM and everything the agent made for it.
@@ -148,7 +152,19 @@ async fn spec_of(shared: &Shared, vm: VmId, d: &DesiredServer) -> Result<VmSpec,
         .map_err(|e| format!("disk {}: {e}", d.disk))?;
     let source = match disk.location {
         QemuLocation::File(path) => DiskSource::File(path),
-        QemuLocation::Rbd { pool, image, snapshot, user, conf } => DiskSource::Rbd { pool, image, snapshot, user, conf },
+        QemuLocation::Rbd {
+            pool,
+            image,
+            snapshot,
+            user,
+            conf,
+        } => DiskSource::Rbd {
+            pool,
+            image,
+            snapshot,
+            user,
+            conf,
+        },
     };
     let format = match disk.format {
         nubo_blockstore::DiskFormat::Raw => DiskFormat::Raw,
@@ -156,20 +172,38 @@ async fn spec_of(shared: &Shared, vm: VmId, d: &DesiredServer) -> Result<VmSpec,
     };
     let mut spec = VmSpec::new(
         vm,
-        d.name.chars().filter(|c| !c.is_control()).take(255).collect::<String>(),
-        Disk::new("root", DiskSpec { source, format, read_only: disk.read_only }),
+        d.name
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(255)
+            .collect::<String>(),
+        Disk::new(
+            "root",
+            DiskSpec {
+                source,
+                format,
+                read_only: disk.read_only,
+            },
+        ),
     );
     spec.vcpus = d.vcpus;
     spec.memory_mib = d.memory_mb;
     for nic in &d.nics {
-        let mac = nic.mac.parse().map_err(|e| format!("port {}: {e}", nic.port_id))?;
-        spec.nics.push(NicSpec::tap(nic.port_id.clone(), nic.tap.clone(), mac));
+        let mac = nic
+            .mac
+            .parse()
+            .map_err(|e| format!("port {}: {e}", nic.port_id))?;
+        spec.nics
+            .push(NicSpec::tap(nic.port_id.clone(), nic.tap.clone(), mac));
     }
     if d.config_drive {
         let path = config_drive_path(shared, &d.id);
         let content = shared.control.config_drive(&d.id).await?;
         shared.plumbing.build_config_drive(&path, &content).await?;
-        spec.config_drive = Some(ConfigDrive { path, format: ConfigDriveFormat::Vfat });
+        spec.config_drive = Some(ConfigDrive {
+            path,
+            format: ConfigDriveFormat::Vfat,
+        });
     }
     Ok(spec)
 }
@@ -203,7 +237,10 @@ async fn converge(shared: &Shared, vm: VmId, d: &DesiredServer) -> Result<(), St
                     tracing::info!(power = %s.power_state, "VM spawned");
                     reboot_done = d.reboot_seq;
                     respawn_done = d.respawn_seq;
-                    shared.applied.lock().insert(id.clone(), (reboot_done, respawn_done));
+                    shared
+                        .applied
+                        .lock()
+                        .insert(id.clone(), (reboot_done, respawn_done));
                     s
                 }
                 Err(e) => {
@@ -216,12 +253,18 @@ async fn converge(shared: &Shared, vm: VmId, d: &DesiredServer) -> Result<(), St
             }
         }
     };
-    shared.applied.lock().insert(id.clone(), (reboot_done, respawn_done));
+    shared
+        .applied
+        .lock()
+        .insert(id.clone(), (reboot_done, respawn_done));
     // NICs.
     for nic in &d.nics {
         if !current.nics.contains(&nic.port_id) {
             shared.plumbing.ensure_tap(&nic.tap).await?;
-            let mac = nic.mac.parse().map_err(|e| format!("port {}: {e}", nic.port_id))?;
+            let mac = nic
+                .mac
+                .parse()
+                .map_err(|e| format!("port {}: {e}", nic.port_id))?;
             shared
                 .hv
                 .attach_nic(vm, &NicSpec::tap(nic.port_id.clone(), nic.tap.clone(), mac))
@@ -231,8 +274,15 @@ async fn converge(shared: &Shared, vm: VmId, d: &DesiredServer) -> Result<(), St
     }
     for port in &current.nics {
         if !d.nics.iter().any(|n| &n.port_id == port) {
-            shared.hv.detach_nic(vm, port).await.map_err(|e| e.to_string())?;
-            let _ = shared.plumbing.remove_tap(&nubo_compute::agent_api::tap_name(port)).await;
+            shared
+                .hv
+                .detach_nic(vm, port)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = shared
+                .plumbing
+                .remove_tap(&nubo_compute::agent_api::tap_name(port))
+                .await;
         }
     }
     // Reboot.
@@ -240,17 +290,31 @@ async fn converge(shared: &Shared, vm: VmId, d: &DesiredServer) -> Result<(), St
         let action = if d.reboot_hard {
             PowerAction::HardReboot
         } else {
-            PowerAction::SoftReboot { timeout: shared.settings.stop_timeout }
+            PowerAction::SoftReboot {
+                timeout: shared.settings.stop_timeout,
+            }
         };
-        shared.hv.power(vm, action).await.map_err(|e| e.to_string())?;
-        shared.applied.lock().insert(id.clone(), (d.reboot_seq, respawn_done));
+        shared
+            .hv
+            .power(vm, action)
+            .await
+            .map_err(|e| e.to_string())?;
+        shared
+            .applied
+            .lock()
+            .insert(id.clone(), (d.reboot_seq, respawn_done));
     }
     // Power.
-    let mut power = status(shared, vm).await?.map(|s| s.power_state).unwrap_or(PowerState::NoState);
+    let mut power = status(shared, vm)
+        .await?
+        .map(|s| s.power_state)
+        .unwrap_or(PowerState::NoState);
     let stop = if d.hard_stop {
         PowerAction::HardStop
     } else {
-        PowerAction::Stop { timeout: shared.settings.stop_timeout }
+        PowerAction::Stop {
+            timeout: shared.settings.stop_timeout,
+        }
     };
     for _ in 0..3 {
         let action = match (d.power, power) {
@@ -265,11 +329,17 @@ async fn converge(shared: &Shared, vm: VmId, d: &DesiredServer) -> Result<(), St
             (DesiredPower::Paused, PowerState::Suspended) => Some(PowerAction::Resume),
             (DesiredPower::Paused, _) => Some(PowerAction::Start),
             (DesiredPower::Suspended, PowerState::Suspended) => None,
-            (DesiredPower::Suspended, PowerState::Running | PowerState::Paused) => Some(PowerAction::Suspend),
+            (DesiredPower::Suspended, PowerState::Running | PowerState::Paused) => {
+                Some(PowerAction::Suspend)
+            }
             (DesiredPower::Suspended, _) => Some(PowerAction::Start),
         };
         let Some(action) = action else { break };
-        let after = shared.hv.power(vm, action).await.map_err(|e| e.to_string())?;
+        let after = shared
+            .hv
+            .power(vm, action)
+            .await
+            .map_err(|e| e.to_string())?;
         tracing::info!(action = action.name(), power = %after.power_state, "power changed");
         power = after.power_state;
     }

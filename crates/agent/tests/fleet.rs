@@ -48,8 +48,13 @@ async fn two_hundred_servers_on_twenty_hosts() {
         let f = fleet.clone();
         tasks.push(tokio::spawn(async move {
             // m1.tiny: 512 MiB; a host holds 4096 * 1.5 / 512 = 12 of them.
-            let id = f.create_server(&format!("s{i}"), "3").await.expect("create accepted");
-            let status = f.wait_status(&id, &["ACTIVE", "ERROR"], Duration::from_secs(60)).await;
+            let id = f
+                .create_server(&format!("s{i}"), "3")
+                .await
+                .expect("create accepted");
+            let status = f
+                .wait_status(&id, &["ACTIVE", "ERROR"], Duration::from_secs(60))
+                .await;
             (id, status)
         }));
     }
@@ -59,7 +64,10 @@ async fn two_hundred_servers_on_twenty_hosts() {
         assert_eq!(status, "ACTIVE", "server {id}");
         ids.push(id);
     }
-    eprintln!("200 servers ACTIVE on 20 fake hosts in {:?}", started.elapsed());
+    eprintln!(
+        "200 servers ACTIVE on 20 fake hosts in {:?}",
+        started.elapsed()
+    );
     // No overcommit: per host, what the hypervisor runs fits the host after ratios.
     let mut placed: HashMap<String, usize> = HashMap::new();
     for node in &fleet.nodes {
@@ -72,12 +80,21 @@ async fn two_hundred_servers_on_twenty_hosts() {
     }
     assert_eq!(placed.values().sum::<usize>(), 200);
     // Every server is where the API says it is.
-    let (_, detail) = fleet.call("GET", "/compute/v2.1/servers/detail?all_tenants=1", ADMIN_TOKEN, None).await;
+    let (_, detail) = fleet
+        .call(
+            "GET",
+            "/compute/v2.1/servers/detail?all_tenants=1",
+            ADMIN_TOKEN,
+            None,
+        )
+        .await;
     let servers = detail["servers"].as_array().unwrap();
     assert_eq!(servers.len(), 200);
     let mut by_host: HashMap<String, usize> = HashMap::new();
     for s in servers {
-        *by_host.entry(s["OS-EXT-SRV-ATTR:host"].as_str().unwrap().to_string()).or_default() += 1;
+        *by_host
+            .entry(s["OS-EXT-SRV-ATTR:host"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
     assert_eq!(by_host, placed);
     assert_eq!(fleet.server_ports().await, ports_before + 200);
@@ -86,7 +103,14 @@ async fn two_hundred_servers_on_twenty_hosts() {
     for id in ids.clone() {
         let f = fleet.clone();
         tasks.push(tokio::spawn(async move {
-            let (code, _) = f.call("DELETE", &format!("/compute/v2.1/servers/{id}"), MEMBER_TOKEN, None).await;
+            let (code, _) = f
+                .call(
+                    "DELETE",
+                    &format!("/compute/v2.1/servers/{id}"),
+                    MEMBER_TOKEN,
+                    None,
+                )
+                .await;
             assert_eq!(code, 204);
             f.wait_status(&id, &["GONE"], Duration::from_secs(60)).await
         }));
@@ -105,17 +129,36 @@ async fn two_hundred_servers_on_twenty_hosts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_at_every_create_step_leaves_nothing_behind() {
-    let fleet = Fleet::start(FleetSpec { hosts: 2, ..FleetSpec::default() }).await;
+    let fleet = Fleet::start(FleetSpec {
+        hosts: 2,
+        ..FleetSpec::default()
+    })
+    .await;
     fleet.wait_registered().await;
     let ports_before = fleet.server_ports().await;
     let rows_before = fleet.server_rows().await;
     type Inject = Box<dyn Fn(&Fleet)>;
     let steps: Vec<(&str, Inject)> = vec![
-        ("claim", Box::new(|f: &Fleet| f.compute.inject_failure(BuildStep::Claim, 1))),
-        ("ports", Box::new(|f: &Fleet| f.compute.inject_failure(BuildStep::Ports, 1))),
-        ("disk", Box::new(|f: &Fleet| f.compute.inject_failure(BuildStep::Disk, 1))),
-        ("clone", Box::new(|f: &Fleet| f.store.fail_next(Op::CreateClone, 1))),
-        ("desired", Box::new(|f: &Fleet| f.compute.inject_failure(BuildStep::Desired, 1))),
+        (
+            "claim",
+            Box::new(|f: &Fleet| f.compute.inject_failure(BuildStep::Claim, 1)),
+        ),
+        (
+            "ports",
+            Box::new(|f: &Fleet| f.compute.inject_failure(BuildStep::Ports, 1)),
+        ),
+        (
+            "disk",
+            Box::new(|f: &Fleet| f.compute.inject_failure(BuildStep::Disk, 1)),
+        ),
+        (
+            "clone",
+            Box::new(|f: &Fleet| f.store.fail_next(Op::CreateClone, 1)),
+        ),
+        (
+            "desired",
+            Box::new(|f: &Fleet| f.compute.inject_failure(BuildStep::Desired, 1)),
+        ),
         (
             "spawn on every host",
             Box::new(|f: &Fleet| {
@@ -128,17 +171,49 @@ async fn a_failure_at_every_create_step_leaves_nothing_behind() {
     for (name, inject) in steps {
         inject(&fleet);
         let id = fleet.create_server(name, "1").await.expect("accepted");
-        let status = fleet.wait_status(&id, &["ERROR", "ACTIVE"], Duration::from_secs(30)).await;
+        let status = fleet
+            .wait_status(&id, &["ERROR", "ACTIVE"], Duration::from_secs(30))
+            .await;
         assert_eq!(status, "ERROR", "step {name}");
-        let (_, v) = fleet.call("GET", &format!("/compute/v2.1/servers/{id}"), ADMIN_TOKEN, None).await;
-        assert!(v["server"]["fault"]["message"].as_str().is_some(), "step {name}: fault {v}");
-        assert_eq!(fleet.server_ports().await, ports_before, "step {name}: ports left");
-        assert_eq!(disks_left(&fleet, std::slice::from_ref(&id)).await, 0, "step {name}: disk left");
+        let (_, v) = fleet
+            .call(
+                "GET",
+                &format!("/compute/v2.1/servers/{id}"),
+                ADMIN_TOKEN,
+                None,
+            )
+            .await;
+        assert!(
+            v["server"]["fault"]["message"].as_str().is_some(),
+            "step {name}: fault {v}"
+        );
+        assert_eq!(
+            fleet.server_ports().await,
+            ports_before,
+            "step {name}: ports left"
+        );
+        assert_eq!(
+            disks_left(&fleet, std::slice::from_ref(&id)).await,
+            0,
+            "step {name}: disk left"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(vms_left(&fleet).await, 0, "step {name}: VM left");
-        let (code, _) = fleet.call("DELETE", &format!("/compute/v2.1/servers/{id}"), MEMBER_TOKEN, None).await;
+        let (code, _) = fleet
+            .call(
+                "DELETE",
+                &format!("/compute/v2.1/servers/{id}"),
+                MEMBER_TOKEN,
+                None,
+            )
+            .await;
         assert_eq!(code, 204);
-        assert_eq!(fleet.wait_status(&id, &["GONE"], Duration::from_secs(10)).await, "GONE");
+        assert_eq!(
+            fleet
+                .wait_status(&id, &["GONE"], Duration::from_secs(10))
+                .await,
+            "GONE"
+        );
         for n in &fleet.nodes {
             n.hv.fail_next_spawns(0);
         }
@@ -147,24 +222,51 @@ async fn a_failure_at_every_create_step_leaves_nothing_behind() {
     // A spawn that fails once is retried on the other host.
     fleet.nodes[0].hv.fail_next_spawns(1);
     let id = fleet.create_server("retried", "1").await.unwrap();
-    assert_eq!(fleet.wait_status(&id, &["ACTIVE", "ERROR"], Duration::from_secs(30)).await, "ACTIVE");
-    let (_, v) = fleet.call("GET", &format!("/compute/v2.1/servers/{id}/os-instance-actions"), MEMBER_TOKEN, None).await;
+    assert_eq!(
+        fleet
+            .wait_status(&id, &["ACTIVE", "ERROR"], Duration::from_secs(30))
+            .await,
+        "ACTIVE"
+    );
+    let (_, v) = fleet
+        .call(
+            "GET",
+            &format!("/compute/v2.1/servers/{id}/os-instance-actions"),
+            MEMBER_TOKEN,
+            None,
+        )
+        .await;
     assert_eq!(v["instanceActions"][0]["action"], "create");
     fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_actions_and_agent_restart() {
-    let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
     let mut fleet = Fleet::start(FleetSpec::default()).await;
     fleet.wait_registered().await;
     let id = fleet.create_server("vm1", "1").await.unwrap();
-    assert_eq!(fleet.wait_status(&id, &["ACTIVE"], Duration::from_secs(10)).await, "ACTIVE");
+    assert_eq!(
+        fleet
+            .wait_status(&id, &["ACTIVE"], Duration::from_secs(10))
+            .await,
+        "ACTIVE"
+    );
     let act = |body: serde_json::Value| {
         let f = &fleet;
         let id = id.clone();
         async move {
-            let (code, v) = f.call("POST", &format!("/compute/v2.1/servers/{id}/action"), MEMBER_TOKEN, Some(body)).await;
+            let (code, v) = f
+                .call(
+                    "POST",
+                    &format!("/compute/v2.1/servers/{id}/action"),
+                    MEMBER_TOKEN,
+                    Some(body),
+                )
+                .await;
             assert!(code == 202 || code == 200, "{code} {v}");
             v
         }
@@ -180,12 +282,25 @@ async fn power_actions_and_agent_restart() {
         (json!({"reboot": {"type": "SOFT"}}), "ACTIVE"),
     ] {
         act(body.clone()).await;
-        assert_eq!(fleet.wait_status(&id, &[want], Duration::from_secs(10)).await, want, "{body}");
+        assert_eq!(
+            fleet
+                .wait_status(&id, &[want], Duration::from_secs(10))
+                .await,
+            want,
+            "{body}"
+        );
     }
     let v = act(json!({"os-getConsoleOutput": {"length": 5}})).await;
     assert!(v["output"].as_str().unwrap().contains("nubo-guest"), "{v}");
     // Conflicting state: 409.
-    let (code, _) = fleet.call("POST", &format!("/compute/v2.1/servers/{id}/action"), MEMBER_TOKEN, Some(json!({"os-start": null}))).await;
+    let (code, _) = fleet
+        .call(
+            "POST",
+            &format!("/compute/v2.1/servers/{id}/action"),
+            MEMBER_TOKEN,
+            Some(json!({"os-start": null})),
+        )
+        .await;
     assert_eq!(code, 409);
     // The agent restarts: the VM is adopted, not spawned again; a VM deleted meanwhile goes.
     let node = fleet.nodes.pop().unwrap();
@@ -193,12 +308,29 @@ async fn power_actions_and_agent_restart() {
     let (hv, host) = node.stop().await;
     let spawns = hv.spawn_count();
     let gone = fleet.create_server("gone-while-down", "1").await.unwrap();
-    let (code, _) = fleet.call("DELETE", &format!("/compute/v2.1/servers/{id}"), MEMBER_TOKEN, None).await;
+    let (code, _) = fleet
+        .call(
+            "DELETE",
+            &format!("/compute/v2.1/servers/{id}"),
+            MEMBER_TOKEN,
+            None,
+        )
+        .await;
     assert_eq!(code, 204);
     let node = fleet.start_agent(&name, hv.clone(), host).await;
     fleet.nodes.push(node);
-    assert_eq!(fleet.wait_status(&id, &["GONE"], Duration::from_secs(15)).await, "GONE");
-    assert_eq!(fleet.wait_status(&gone, &["ACTIVE"], Duration::from_secs(15)).await, "ACTIVE");
+    assert_eq!(
+        fleet
+            .wait_status(&id, &["GONE"], Duration::from_secs(15))
+            .await,
+        "GONE"
+    );
+    assert_eq!(
+        fleet
+            .wait_status(&gone, &["ACTIVE"], Duration::from_secs(15))
+            .await,
+        "ACTIVE"
+    );
     assert_eq!(hv.spawn_count(), spawns + 1);
     assert_eq!(hv.list().await.unwrap().len(), 1);
     fleet.stop().await;
@@ -209,17 +341,34 @@ async fn tenancy_and_admin_only_endpoints() {
     let fleet = Fleet::start(FleetSpec::default()).await;
     fleet.wait_registered().await;
     let id = fleet.create_server("mine", "1").await.unwrap();
-    assert_eq!(fleet.wait_status(&id, &["ACTIVE"], Duration::from_secs(10)).await, "ACTIVE");
+    assert_eq!(
+        fleet
+            .wait_status(&id, &["ACTIVE"], Duration::from_secs(10))
+            .await,
+        "ACTIVE"
+    );
     let s = format!("/compute/v2.1/servers/{id}");
     // Another project's server is a 404 everywhere.
     let per_server: Vec<(&str, String, Option<serde_json::Value>)> = vec![
         ("GET", s.clone(), None),
         ("PUT", s.clone(), Some(json!({"server": {"name": "x"}}))),
         ("DELETE", s.clone(), None),
-        ("POST", format!("{s}/action"), Some(json!({"os-stop": null}))),
-        ("POST", format!("{s}/action"), Some(json!({"os-getConsoleOutput": {}}))),
+        (
+            "POST",
+            format!("{s}/action"),
+            Some(json!({"os-stop": null})),
+        ),
+        (
+            "POST",
+            format!("{s}/action"),
+            Some(json!({"os-getConsoleOutput": {}})),
+        ),
         ("GET", format!("{s}/metadata"), None),
-        ("POST", format!("{s}/metadata"), Some(json!({"metadata": {"a": "b"}}))),
+        (
+            "POST",
+            format!("{s}/metadata"),
+            Some(json!({"metadata": {"a": "b"}})),
+        ),
         ("GET", format!("{s}/tags"), None),
         ("GET", format!("{s}/ips"), None),
         ("GET", format!("{s}/os-interface"), None),
@@ -229,7 +378,9 @@ async fn tenancy_and_admin_only_endpoints() {
         let (code, _) = fleet.call(method, path, OTHER_TOKEN, body.clone()).await;
         assert_eq!(code, 404, "{method} {path} by another project");
     }
-    let (_, list) = fleet.call("GET", "/compute/v2.1/servers", OTHER_TOKEN, None).await;
+    let (_, list) = fleet
+        .call("GET", "/compute/v2.1/servers", OTHER_TOKEN, None)
+        .await;
     assert_eq!(list["servers"].as_array().unwrap().len(), 0);
     // Admin-only endpoints refuse members with 403 and serve admins.
     let admin_only: Vec<(&str, &str, Option<serde_json::Value>)> = vec![
@@ -239,9 +390,21 @@ async fn tenancy_and_admin_only_endpoints() {
         ("GET", "/compute/v2.1/os-services", None),
         ("GET", "/compute/v2.1/os-simple-tenant-usage", None),
         ("GET", "/compute/v2.1/os-availability-zone/detail", None),
-        ("POST", "/compute/v2.1/flavors", Some(json!({"flavor": {"name": "f-admin", "ram": 64, "vcpus": 1, "disk": 0}}))),
-        ("PUT", "/compute/v2.1/os-quota-sets/p-fleet", Some(json!({"quota_set": {"instances": 50}}))),
-        ("POST", "/compute/v2.1/flavors/1/os-extra_specs", Some(json!({"extra_specs": {"a": "b"}}))),
+        (
+            "POST",
+            "/compute/v2.1/flavors",
+            Some(json!({"flavor": {"name": "f-admin", "ram": 64, "vcpus": 1, "disk": 0}})),
+        ),
+        (
+            "PUT",
+            "/compute/v2.1/os-quota-sets/p-fleet",
+            Some(json!({"quota_set": {"instances": 50}})),
+        ),
+        (
+            "POST",
+            "/compute/v2.1/flavors/1/os-extra_specs",
+            Some(json!({"extra_specs": {"a": "b"}})),
+        ),
     ];
     for (method, path, body) in &admin_only {
         let (code, _) = fleet.call(method, path, MEMBER_TOKEN, body.clone()).await;
@@ -250,7 +413,9 @@ async fn tenancy_and_admin_only_endpoints() {
         assert!(code < 300, "{method} {path} by an admin: {code} {v}");
     }
     // No token: 401.
-    let (code, _) = fleet.call("GET", "/compute/v2.1/servers", "bogus", None).await;
+    let (code, _) = fleet
+        .call("GET", "/compute/v2.1/servers", "bogus", None)
+        .await;
     assert_eq!(code, 401);
     fleet.stop().await;
 }

@@ -116,8 +116,16 @@ pub async fn negotiate(mut request: Request, next: Next) -> Response {
         }
     };
     request.extensions_mut().insert(Microversion(version));
+    let request_id = request
+        .extensions()
+        .get::<nubo_common::http::RequestId>()
+        .map(|r| r.0.clone());
     let mut response = next.run(request).await;
     echo(&mut response, version);
+    // Nova also names the request id `x-compute-request-id`.
+    if let Some(v) = request_id.and_then(|r| HeaderValue::from_str(&r).ok()) {
+        response.headers_mut().insert("x-compute-request-id", v);
+    }
     response
 }
 
@@ -148,7 +156,10 @@ mod tests {
         h.insert("openstack-api-version", "compute latest".parse().unwrap());
         assert_eq!(requested(&h).unwrap(), MAX);
         h.insert("openstack-api-version", "compute 3.0".parse().unwrap());
-        assert_eq!(requested(&h).unwrap_err().status, StatusCode::NOT_ACCEPTABLE);
+        assert_eq!(
+            requested(&h).unwrap_err().status,
+            StatusCode::NOT_ACCEPTABLE
+        );
         h.insert("openstack-api-version", "compute 2.x".parse().unwrap());
         assert_eq!(requested(&h).unwrap_err().status, StatusCode::BAD_REQUEST);
         let mut legacy = http::HeaderMap::new();

@@ -29,6 +29,8 @@ pub enum BenchCommand {
     Tokens(TokenBench),
     /// Port create and filtered port listing (Networking).
     Ports(PortBench),
+    /// Server create -> ACTIVE (fake driver and QEMU), concurrent creates, listing (Compute).
+    Servers(crate::bench_servers::ServerBench),
 }
 
 #[derive(Args, Clone)]
@@ -54,6 +56,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Tokens(args) => tokens(args).await,
         BenchCommand::Ports(args) => ports(args).await,
+        BenchCommand::Servers(args) => crate::bench_servers::run(args).await,
     }
 }
 

@@ -45,7 +45,12 @@ struct ListParams {
 }
 
 fn query(p: ListParams) -> Result<FlavorQuery> {
-    let is_public = match p.is_public.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let is_public = match p
+        .is_public
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None => Some(true),
         Some("none") => None,
         Some("true" | "t" | "1" | "yes" | "y" | "on") => Some(true),
@@ -65,10 +70,11 @@ fn query(p: ListParams) -> Result<FlavorQuery> {
     };
     let limit = match p.limit {
         None => None,
-        Some(l) => Some(
-            l.parse::<usize>()
-                .map_err(|_| Error::bad_request(format!("Invalid input for query parameters limit. Value: {l}.")))?,
-        ),
+        Some(l) => Some(l.parse::<usize>().map_err(|_| {
+            Error::bad_request(format!(
+                "Invalid input for query parameters limit. Value: {l}."
+            ))
+        })?),
     };
     Ok(FlavorQuery {
         is_public,
@@ -81,14 +87,21 @@ fn query(p: ListParams) -> Result<FlavorQuery> {
     })
 }
 
-fn links(ctx: &views::ViewCtx, items: &[crate::store::flavors::FlavorRow], q: &FlavorQuery, detail: bool) -> Option<Value> {
+fn links(
+    ctx: &views::ViewCtx,
+    items: &[crate::store::flavors::FlavorRow],
+    q: &FlavorQuery,
+    detail: bool,
+) -> Option<Value> {
     let limit = q.limit?;
     if items.len() < limit || items.is_empty() {
         return None;
     }
     let last = &items[items.len() - 1].id;
     let path = if detail { "flavors/detail" } else { "flavors" };
-    Some(json!([{"rel": "next", "href": format!("{}/v2.1/{path}?limit={limit}&marker={last}", ctx.base)}]))
+    Some(
+        json!([{"rel": "next", "href": format!("{}/v2.1/{path}?limit={limit}&marker={last}", ctx.base)}]),
+    )
 }
 
 async fn list(
@@ -102,7 +115,8 @@ async fn list(
     let q = query(p)?;
     let rows = state.list_flavors(&caller, &q).await?;
     let ctx = view_ctx(&headers, &public, mv, &caller);
-    let mut body = json!({"flavors": rows.iter().map(|f| views::flavor_summary(&ctx, f)).collect::<Vec<_>>()});
+    let mut body =
+        json!({"flavors": rows.iter().map(|f| views::flavor_summary(&ctx, f)).collect::<Vec<_>>()});
     if let Some(l) = links(&ctx, &rows, &q, false) {
         body["flavors_links"] = l;
     }
@@ -120,7 +134,8 @@ async fn detail(
     let q = query(p)?;
     let rows = state.list_flavors(&caller, &q).await?;
     let ctx = view_ctx(&headers, &public, mv, &caller);
-    let mut body = json!({"flavors": rows.iter().map(|f| views::flavor_detail(&ctx, f)).collect::<Vec<_>>()});
+    let mut body =
+        json!({"flavors": rows.iter().map(|f| views::flavor_detail(&ctx, f)).collect::<Vec<_>>()});
     if let Some(l) = links(&ctx, &rows, &q, true) {
         body["flavors_links"] = l;
     }
@@ -137,7 +152,10 @@ async fn show(
 ) -> Result<Response> {
     let f = state.get_flavor(&caller, &id).await?;
     let ctx = view_ctx(&headers, &public, mv, &caller);
-    Ok(json_status(StatusCode::OK, json!({"flavor": views::flavor_detail(&ctx, &f)})))
+    Ok(json_status(
+        StatusCode::OK,
+        json!({"flavor": views::flavor_detail(&ctx, &f)}),
+    ))
 }
 
 async fn create(
@@ -153,7 +171,10 @@ async fn create(
     }
     let f = state.create_flavor(&caller, &body).await?;
     let ctx = view_ctx(&headers, &public, mv, &caller);
-    Ok(json_status(StatusCode::OK, json!({"flavor": views::flavor_detail(&ctx, &f)})))
+    Ok(json_status(
+        StatusCode::OK,
+        json!({"flavor": views::flavor_detail(&ctx, &f)}),
+    ))
 }
 
 async fn update(
@@ -170,7 +191,10 @@ async fn update(
     }
     let f = state.update_flavor(&caller, &id, &body).await?;
     let ctx = view_ctx(&headers, &public, mv, &caller);
-    Ok(json_status(StatusCode::OK, json!({"flavor": views::flavor_detail(&ctx, &f)})))
+    Ok(json_status(
+        StatusCode::OK,
+        json!({"flavor": views::flavor_detail(&ctx, &f)}),
+    ))
 }
 
 async fn delete(state: Svc, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
@@ -202,9 +226,13 @@ async fn action(
             .ok_or_else(|| Error::bad_request(format!("Invalid input for field/attribute {key}.")))
     };
     let projects = if body.get("addTenantAccess").is_some() {
-        state.add_flavor_access(&caller, &id, &tenant("addTenantAccess")?).await?
+        state
+            .add_flavor_access(&caller, &id, &tenant("addTenantAccess")?)
+            .await?
     } else if body.get("removeTenantAccess").is_some() {
-        state.remove_flavor_access(&caller, &id, &tenant("removeTenantAccess")?).await?
+        state
+            .remove_flavor_access(&caller, &id, &tenant("removeTenantAccess")?)
+            .await?
     } else {
         return Err(Error::bad_request("Invalid action"));
     };
@@ -230,7 +258,11 @@ async fn create_specs(
     Ok(json_status(StatusCode::OK, json!({"extra_specs": changed})))
 }
 
-async fn show_spec(state: Svc, caller: Caller, Path((id, key)): Path<(String, String)>) -> Result<Response> {
+async fn show_spec(
+    state: Svc,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<Response> {
     let value = state.extra_spec(&caller, &id, &key).await?;
     Ok(json_status(StatusCode::OK, json!({ key: value })))
 }
@@ -254,7 +286,11 @@ async fn update_spec(
     Ok(json_status(StatusCode::OK, json!(changed)))
 }
 
-async fn delete_spec(state: Svc, caller: Caller, Path((id, key)): Path<(String, String)>) -> Result<StatusCode> {
+async fn delete_spec(
+    state: Svc,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<StatusCode> {
     state.delete_extra_spec(&caller, &id, &key).await?;
     Ok(StatusCode::OK)
 }

@@ -28,10 +28,12 @@ pub fn internal_router(service: Arc<ComputeService>) -> Router {
         .route("/v1/requests/{id}", post(answer))
         .route("/v1/servers/{id}/config-drive", get(config_drive))
         .with_state(service)
-        .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
-            let secret = secret.clone();
-            async move { check_secret(&secret, req, next).await }
-        }))
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                let secret = secret.clone();
+                async move { check_secret(&secret, req, next).await }
+            },
+        ))
         .layer(axum::middleware::from_fn(|req, next| {
             render_faults(FaultStyle::Nova, req, next)
         }))

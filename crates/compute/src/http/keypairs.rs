@@ -35,12 +35,24 @@ async fn list(
     Extension(public): Extension<PublicUrl>,
     Query(p): Query<Params>,
 ) -> Result<Response> {
-    let user = if mv.at_least(10) { p.user_id.as_deref() } else { None };
+    let user = if mv.at_least(10) {
+        p.user_id.as_deref()
+    } else {
+        None
+    };
     let limit = match (&p.limit, mv.at_least(35)) {
-        (Some(l), true) => Some(l.parse::<usize>().map_err(|_| Error::bad_request(format!("Invalid input for query parameters limit. Value: {l}.")))?),
+        (Some(l), true) => Some(l.parse::<usize>().map_err(|_| {
+            Error::bad_request(format!(
+                "Invalid input for query parameters limit. Value: {l}."
+            ))
+        })?),
         _ => None,
     };
-    let marker = if mv.at_least(35) { p.marker.as_deref() } else { None };
+    let marker = if mv.at_least(35) {
+        p.marker.as_deref()
+    } else {
+        None
+    };
     let rows = state.list_keypairs(&caller, user, limit, marker).await?;
     let ctx = view_ctx(&headers, &public, mv, &caller);
     let mut body = json!({"keypairs": rows.iter().map(|k| json!({"keypair": views::keypair_summary(&ctx, k)})).collect::<Vec<_>>()});
@@ -61,10 +73,17 @@ async fn show(
     Path(name): Path<String>,
     Query(p): Query<Params>,
 ) -> Result<Response> {
-    let user = if mv.at_least(10) { p.user_id.as_deref() } else { None };
+    let user = if mv.at_least(10) {
+        p.user_id.as_deref()
+    } else {
+        None
+    };
     let k = state.get_keypair(&caller, &name, user).await?;
     let ctx = view_ctx(&headers, &public, mv, &caller);
-    Ok(json_status(StatusCode::OK, json!({"keypair": views::keypair_detail(&ctx, &k)})))
+    Ok(json_status(
+        StatusCode::OK,
+        json!({"keypair": views::keypair_detail(&ctx, &k)}),
+    ))
 }
 
 async fn create(
@@ -99,15 +118,25 @@ async fn create(
     let public_key = match k.get("public_key") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(Error::bad_request("Invalid input for field/attribute public_key.")),
+        Some(_) => {
+            return Err(Error::bad_request(
+                "Invalid input for field/attribute public_key.",
+            ))
+        }
     };
     if public_key.is_none() && mv.at_least(92) {
-        return Err(Error::bad_request("Invalid input for field/attribute keypair. 'public_key' is a required property"));
+        return Err(Error::bad_request(
+            "Invalid input for field/attribute keypair. 'public_key' is a required property",
+        ));
     }
     let kind = match k.get("type").and_then(Value::as_str) {
         None => "ssh".to_string(),
         Some(t @ ("ssh" | "x509")) => t.to_string(),
-        Some(_) => return Err(Error::bad_request("Invalid input for field/attribute type.")),
+        Some(_) => {
+            return Err(Error::bad_request(
+                "Invalid input for field/attribute type.",
+            ))
+        }
     };
     let new = NewKeypair {
         name,
@@ -122,7 +151,11 @@ async fn create(
     if let Some(p) = private {
         v["private_key"] = json!(p);
     }
-    let status = if mv.at_least(2) { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if mv.at_least(2) {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok(json_status(status, json!({"keypair": v})))
 }
 
@@ -133,7 +166,15 @@ async fn delete(
     Path(name): Path<String>,
     Query(p): Query<Params>,
 ) -> Result<StatusCode> {
-    let user = if mv.at_least(10) { p.user_id.as_deref() } else { None };
+    let user = if mv.at_least(10) {
+        p.user_id.as_deref()
+    } else {
+        None
+    };
     state.delete_keypair(&caller, &name, user).await?;
-    Ok(if mv.at_least(2) { StatusCode::NO_CONTENT } else { StatusCode::ACCEPTED })
+    Ok(if mv.at_least(2) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::ACCEPTED
+    })
 }

@@ -36,7 +36,9 @@ async fn serve(State(s): State<Arc<ComputeService>>, request: Request) -> Result
             .map(String::from)
     };
     let (Some(id), Some(sig)) = (header("x-instance-id"), header("x-instance-id-signature")) else {
-        return Err(Error::bad_request("X-Instance-ID and X-Instance-ID-Signature are required."));
+        return Err(Error::bad_request(
+            "X-Instance-ID and X-Instance-ID-Signature are required.",
+        ));
     };
     let tenant = header("x-tenant-id");
     let row = s.metadata_instance(&id, &sig, tenant.as_deref()).await?;

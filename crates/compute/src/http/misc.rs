@@ -21,7 +21,10 @@ pub(super) fn routes() -> Routes {
             get(quota_show).put(quota_update).delete(quota_delete),
         )
         .route("/v2.1/os-quota-sets/{project}/detail", get(quota_detail))
-        .route("/v2.1/os-quota-sets/{project}/defaults", get(quota_defaults))
+        .route(
+            "/v2.1/os-quota-sets/{project}/defaults",
+            get(quota_defaults),
+        )
         .route("/v2.1/os-availability-zone", get(az))
         .route("/v2.1/os-availability-zone/detail", get(az_detail))
         .route("/v2.1/os-hypervisors", get(hypervisors))
@@ -32,7 +35,10 @@ pub(super) fn routes() -> Routes {
         .route("/v2.1/os-hypervisors/{id}/servers", get(hypervisor_servers))
         .route("/v2.1/os-hypervisors/{id}/uptime", get(hypervisor_uptime))
         .route("/v2.1/os-services", get(services))
-        .route("/v2.1/os-services/{id}", put(service_update).delete(service_delete))
+        .route(
+            "/v2.1/os-services/{id}",
+            put(service_update).delete(service_delete),
+        )
         .route("/v2.1/os-simple-tenant-usage", get(usages))
         .route("/v2.1/os-simple-tenant-usage/{project}", get(usage))
         .route("/v2.1/extensions", get(extensions))
@@ -44,38 +50,86 @@ struct LimitParams {
     tenant_id: Option<String>,
 }
 
-async fn limits(state: Svc, caller: Caller, mv: Microversion, Query(p): Query<LimitParams>) -> Result<Response> {
+async fn limits(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Query(p): Query<LimitParams>,
+) -> Result<Response> {
     let v = state.limits(&caller, mv, p.tenant_id.as_deref()).await?;
     Ok(json_status(StatusCode::OK, v))
 }
 
-async fn quota_show(state: Svc, caller: Caller, mv: Microversion, Path(project): Path<String>) -> Result<Response> {
-    Ok(json_status(StatusCode::OK, state.quota_set(&caller, &project, mv, false, false).await?))
+async fn quota_show(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path(project): Path<String>,
+) -> Result<Response> {
+    Ok(json_status(
+        StatusCode::OK,
+        state.quota_set(&caller, &project, mv, false, false).await?,
+    ))
 }
 
-async fn quota_detail(state: Svc, caller: Caller, mv: Microversion, Path(project): Path<String>) -> Result<Response> {
-    Ok(json_status(StatusCode::OK, state.quota_set(&caller, &project, mv, true, false).await?))
+async fn quota_detail(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path(project): Path<String>,
+) -> Result<Response> {
+    Ok(json_status(
+        StatusCode::OK,
+        state.quota_set(&caller, &project, mv, true, false).await?,
+    ))
 }
 
-async fn quota_defaults(state: Svc, caller: Caller, mv: Microversion, Path(project): Path<String>) -> Result<Response> {
-    Ok(json_status(StatusCode::OK, state.quota_set(&caller, &project, mv, false, true).await?))
+async fn quota_defaults(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path(project): Path<String>,
+) -> Result<Response> {
+    Ok(json_status(
+        StatusCode::OK,
+        state.quota_set(&caller, &project, mv, false, true).await?,
+    ))
 }
 
-async fn quota_update(state: Svc, caller: Caller, mv: Microversion, Path(project): Path<String>, JsonBody(body): JsonBody<Value>) -> Result<Response> {
-    Ok(json_status(StatusCode::OK, state.update_quota_set(&caller, &project, mv, &body).await?))
+async fn quota_update(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path(project): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response> {
+    Ok(json_status(
+        StatusCode::OK,
+        state.update_quota_set(&caller, &project, mv, &body).await?,
+    ))
 }
 
-async fn quota_delete(state: Svc, caller: Caller, Path(project): Path<String>) -> Result<StatusCode> {
+async fn quota_delete(
+    state: Svc,
+    caller: Caller,
+    Path(project): Path<String>,
+) -> Result<StatusCode> {
     state.delete_quota_set(&caller, &project).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
 async fn az(state: Svc, caller: Caller) -> Result<Response> {
-    Ok(json_status(StatusCode::OK, state.availability_zones(&caller, false).await?))
+    Ok(json_status(
+        StatusCode::OK,
+        state.availability_zones(&caller, false).await?,
+    ))
 }
 
 async fn az_detail(state: Svc, caller: Caller) -> Result<Response> {
-    Ok(json_status(StatusCode::OK, state.availability_zones(&caller, true).await?))
+    Ok(json_status(
+        StatusCode::OK,
+        state.availability_zones(&caller, true).await?,
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -85,18 +139,49 @@ struct HypervisorParams {
 }
 
 fn truthy(v: &Option<String>) -> bool {
-    v.as_deref().is_some_and(|s| matches!(s.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on" | "t" | "y"))
+    v.as_deref().is_some_and(|s| {
+        matches!(
+            s.to_ascii_lowercase().as_str(),
+            "true" | "1" | "yes" | "on" | "t" | "y"
+        )
+    })
 }
 
-async fn hypervisors(state: Svc, caller: Caller, mv: Microversion, Query(p): Query<HypervisorParams>) -> Result<Response> {
+async fn hypervisors(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Query(p): Query<HypervisorParams>,
+) -> Result<Response> {
     let with = mv.at_least(53) && truthy(&p.with_servers);
-    let list = state.list_hypervisors(&caller, false, mv, p.hypervisor_hostname_pattern.as_deref(), with).await?;
+    let list = state
+        .list_hypervisors(
+            &caller,
+            false,
+            mv,
+            p.hypervisor_hostname_pattern.as_deref(),
+            with,
+        )
+        .await?;
     Ok(json_status(StatusCode::OK, json!({ "hypervisors": list })))
 }
 
-async fn hypervisors_detail(state: Svc, caller: Caller, mv: Microversion, Query(p): Query<HypervisorParams>) -> Result<Response> {
+async fn hypervisors_detail(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Query(p): Query<HypervisorParams>,
+) -> Result<Response> {
     let with = mv.at_least(53) && truthy(&p.with_servers);
-    let list = state.list_hypervisors(&caller, true, mv, p.hypervisor_hostname_pattern.as_deref(), with).await?;
+    let list = state
+        .list_hypervisors(
+            &caller,
+            true,
+            mv,
+            p.hypervisor_hostname_pattern.as_deref(),
+            with,
+        )
+        .await?;
     Ok(json_status(StatusCode::OK, json!({ "hypervisors": list })))
 }
 
@@ -104,32 +189,60 @@ async fn hypervisor_stats(state: Svc, caller: Caller, mv: Microversion) -> Resul
     if mv.at_least(88) {
         return Err(Error::not_found("The resource could not be found."));
     }
-    Ok(json_status(StatusCode::OK, state.hypervisor_statistics(&caller).await?))
+    Ok(json_status(
+        StatusCode::OK,
+        state.hypervisor_statistics(&caller).await?,
+    ))
 }
 
-async fn hypervisor(state: Svc, caller: Caller, mv: Microversion, Path(id): Path<String>, Query(p): Query<HypervisorParams>) -> Result<Response> {
+async fn hypervisor(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path(id): Path<String>,
+    Query(p): Query<HypervisorParams>,
+) -> Result<Response> {
     let with = mv.at_least(53) && truthy(&p.with_servers);
     let v = state.get_hypervisor(&caller, &id, mv, with).await?;
     Ok(json_status(StatusCode::OK, json!({ "hypervisor": v })))
 }
 
-async fn hypervisor_search(state: Svc, caller: Caller, mv: Microversion, Path(pattern): Path<String>) -> Result<Response> {
+async fn hypervisor_search(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path(pattern): Path<String>,
+) -> Result<Response> {
     if mv.at_least(53) {
         return Err(Error::not_found("The resource could not be found."));
     }
-    let list = state.list_hypervisors(&caller, false, mv, Some(&pattern), false).await?;
+    let list = state
+        .list_hypervisors(&caller, false, mv, Some(&pattern), false)
+        .await?;
     Ok(json_status(StatusCode::OK, json!({ "hypervisors": list })))
 }
 
-async fn hypervisor_servers(state: Svc, caller: Caller, mv: Microversion, Path(pattern): Path<String>) -> Result<Response> {
+async fn hypervisor_servers(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path(pattern): Path<String>,
+) -> Result<Response> {
     if mv.at_least(53) {
         return Err(Error::not_found("The resource could not be found."));
     }
-    let list = state.list_hypervisors(&caller, false, mv, Some(&pattern), true).await?;
+    let list = state
+        .list_hypervisors(&caller, false, mv, Some(&pattern), true)
+        .await?;
     Ok(json_status(StatusCode::OK, json!({ "hypervisors": list })))
 }
 
-async fn hypervisor_uptime(state: Svc, caller: Caller, mv: Microversion, Path(id): Path<String>) -> Result<Response> {
+async fn hypervisor_uptime(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path(id): Path<String>,
+) -> Result<Response> {
     if mv.at_least(88) {
         return Err(Error::not_found("The resource could not be found."));
     }
@@ -147,43 +260,103 @@ async fn hypervisor_uptime(state: Svc, caller: Caller, mv: Microversion, Path(id
     Ok(json_status(StatusCode::OK, json!({ "hypervisor": out })))
 }
 
-async fn services(state: Svc, caller: Caller, mv: Microversion, RawQuery(raw): RawQuery) -> Result<Response> {
+async fn services(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    RawQuery(raw): RawQuery,
+) -> Result<Response> {
     let pairs = url_pairs(&raw.unwrap_or_default());
-    let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-    let list = state.list_services(&caller, mv, get("host").as_deref(), get("binary").as_deref()).await?;
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let list = state
+        .list_services(
+            &caller,
+            mv,
+            get("host").as_deref(),
+            get("binary").as_deref(),
+        )
+        .await?;
     Ok(json_status(StatusCode::OK, json!({ "services": list })))
 }
 
-async fn service_update(state: Svc, caller: Caller, mv: Microversion, Path(id): Path<String>, JsonBody(body): JsonBody<Value>) -> Result<Response> {
+async fn service_update(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response> {
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(String::from);
     if mv.at_least(53) {
         let forced = match body.get("forced_down") {
             None => None,
             Some(Value::Bool(b)) => Some(*b),
-            Some(_) => return Err(Error::bad_request("Invalid input for field/attribute forced_down.")),
+            Some(_) => {
+                return Err(Error::bad_request(
+                    "Invalid input for field/attribute forced_down.",
+                ))
+            }
         };
         let status = field("status");
         if status.is_none() && forced.is_none() {
-            return Err(Error::bad_request("No updates were requested. Fields 'status' or 'forced_down' should be specified."));
+            return Err(Error::bad_request(
+                "No updates were requested. Fields 'status' or 'forced_down' should be specified.",
+            ));
         }
         let reason = field("disabled_reason");
         if reason.is_some() && status.as_deref() != Some("disabled") {
-            return Err(Error::bad_request("Specifying 'disabled_reason' with status 'enabled' is invalid."));
+            return Err(Error::bad_request(
+                "Specifying 'disabled_reason' with status 'enabled' is invalid.",
+            ));
         }
-        let v = state.update_service(&caller, mv, Some(&id), None, status.as_deref(), reason.as_deref(), forced).await?;
+        let v = state
+            .update_service(
+                &caller,
+                mv,
+                Some(&id),
+                None,
+                status.as_deref(),
+                reason.as_deref(),
+                forced,
+            )
+            .await?;
         return Ok(json_status(StatusCode::OK, json!({ "service": v })));
     }
     // Before 2.53: PUT /os-services/{enable|disable|disable-log-reason|force-down} {host, binary}.
-    let host = field("host").ok_or_else(|| Error::bad_request("Invalid input for field/attribute host."))?;
+    let host = field("host")
+        .ok_or_else(|| Error::bad_request("Invalid input for field/attribute host."))?;
     let binary = field("binary").unwrap_or_else(|| "nova-compute".into());
     let (status, reason, forced) = match id.as_str() {
         "enable" => (Some("enabled"), None, None),
         "disable" => (Some("disabled"), None, None),
         "disable-log-reason" => (Some("disabled"), field("disabled_reason"), None),
-        "force-down" => (None, None, Some(body.get("forced_down").and_then(Value::as_bool).unwrap_or(true))),
+        "force-down" => (
+            None,
+            None,
+            Some(
+                body.get("forced_down")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
+            ),
+        ),
         _ => return Err(Error::not_found("Unknown action")),
     };
-    let v = state.update_service(&caller, mv, None, Some(&host), status, reason.as_deref(), forced).await?;
+    let v = state
+        .update_service(
+            &caller,
+            mv,
+            None,
+            Some(&host),
+            status,
+            reason.as_deref(),
+            forced,
+        )
+        .await?;
     let mut out = json!({"host": host, "binary": binary});
     if let Some(s) = status {
         out["status"] = json!(s);
@@ -210,12 +383,33 @@ struct UsageParams {
 }
 
 async fn usages(state: Svc, caller: Caller, Query(p): Query<UsageParams>) -> Result<Response> {
-    let v = state.tenant_usage(&caller, None, p.start.as_deref(), p.end.as_deref(), truthy(&p.detailed)).await?;
+    let v = state
+        .tenant_usage(
+            &caller,
+            None,
+            p.start.as_deref(),
+            p.end.as_deref(),
+            truthy(&p.detailed),
+        )
+        .await?;
     Ok(json_status(StatusCode::OK, v))
 }
 
-async fn usage(state: Svc, caller: Caller, Path(project): Path<String>, Query(p): Query<UsageParams>) -> Result<Response> {
-    let v = state.tenant_usage(&caller, Some(&project), p.start.as_deref(), p.end.as_deref(), true).await?;
+async fn usage(
+    state: Svc,
+    caller: Caller,
+    Path(project): Path<String>,
+    Query(p): Query<UsageParams>,
+) -> Result<Response> {
+    let v = state
+        .tenant_usage(
+            &caller,
+            Some(&project),
+            p.start.as_deref(),
+            p.end.as_deref(),
+            true,
+        )
+        .await?;
     Ok(json_status(StatusCode::OK, v))
 }
 
@@ -239,6 +433,27 @@ const EXTENSIONS: &[(&str, &str)] = &[
     ("os-simple-tenant-usage", "SimpleTenantUsage"),
     ("os-suspend-server", "SuspendServer"),
     ("os-attach-interfaces", "AttachInterfaces"),
+    ("os-admin-actions", "AdminActions"),
+    ("os-consoles", "Consoles"),
+    ("os-create-backup", "CreateBackup"),
+    ("os-deferred-delete", "DeferredDelete"),
+    ("os-hosts", "Hosts"),
+    ("os-multinic", "Multinic"),
+    ("os-server-external-events", "ServerExternalEvents"),
+    ("os-server-groups", "ServerGroups"),
+    ("os-server-password", "ServerPassword"),
+    ("os-shelve", "Shelve"),
+    ("os-volumes", "Volumes"),
+    ("servers", "Servers"),
+    ("flavors", "Flavors"),
+    ("images", "Images"),
+    ("ips", "Ips"),
+    ("os-access-ips", "AccessIPs"),
+    ("os-config-drive", "ConfigDrive"),
+    ("os-disk-config", "DiskConfig"),
+    ("os-extended-availability-zone", "ExtendedAvailabilityZone"),
+    ("os-server-usage", "ServerUsage"),
+    ("os-user-data", "UserData"),
 ];
 
 fn extension_view(alias: &str, name: &str) -> Value {
@@ -250,7 +465,10 @@ fn extension_view(alias: &str, name: &str) -> Value {
 
 async fn extensions(caller: Caller) -> Result<Response> {
     let _ = caller;
-    Ok(json_status(StatusCode::OK, json!({"extensions": EXTENSIONS.iter().map(|(a, n)| extension_view(a, n)).collect::<Vec<_>>()})))
+    Ok(json_status(
+        StatusCode::OK,
+        json!({"extensions": EXTENSIONS.iter().map(|(a, n)| extension_view(a, n)).collect::<Vec<_>>()}),
+    ))
 }
 
 async fn extension(caller: Caller, Path(alias): Path<String>) -> Result<Response> {
@@ -259,5 +477,8 @@ async fn extension(caller: Caller, Path(alias): Path<String>) -> Result<Response
         .iter()
         .find(|(a, _)| *a == alias)
         .ok_or_else(|| Error::not_found(format!("Extension {alias} could not be found.")))?;
-    Ok(json_status(StatusCode::OK, json!({"extension": extension_view(a, n)})))
+    Ok(json_status(
+        StatusCode::OK,
+        json!({"extension": extension_view(a, n)}),
+    ))
 }

@@ -42,7 +42,11 @@ pub type AppState = Arc<ComputeService>;
 pub(crate) struct PublicUrl(pub Arc<String>);
 
 /// The Compute API, to be nested at `/compute`.
-pub fn router(service: Arc<ComputeService>, validator: SharedValidator, public_url: &str) -> Router {
+pub fn router(
+    service: Arc<ComputeService>,
+    validator: SharedValidator,
+    public_url: &str,
+) -> Router {
     let base = Arc::new(public_url.trim_end_matches('/').to_string());
     let authenticated = Router::new()
         .merge(flavors::routes())
@@ -79,7 +83,10 @@ async fn not_found(request: Request) -> Response {
 
 /// `http://host:port/compute` as the client addressed it.
 pub(crate) fn compute_base(headers: &HeaderMap, public: &PublicUrl) -> String {
-    format!("{}/compute", nubo_common::http::request_base_url(headers, &public.0))
+    format!(
+        "{}/compute",
+        nubo_common::http::request_base_url(headers, &public.0)
+    )
 }
 
 pub(crate) fn view_ctx(
@@ -128,10 +135,7 @@ fn version_doc(base: &str, v21: bool) -> Value {
 }
 
 /// `GET /compute/`: the version list.
-async fn versions(
-    Extension(public): Extension<PublicUrl>,
-    headers: HeaderMap,
-) -> Response {
+async fn versions(Extension(public): Extension<PublicUrl>, headers: HeaderMap) -> Response {
     let base = compute_base(&headers, &public);
     json_status(
         StatusCode::OK,
@@ -141,10 +145,9 @@ async fn versions(
 
 fn one_version(base: &str, v21: bool) -> Value {
     let mut v = version_doc(base, v21);
-    v["links"]
-        .as_array_mut()
-        .expect("links")
-        .push(json!({"rel": "describedby", "type": "text/html", "href": "http://docs.openstack.org/"}));
+    v["links"].as_array_mut().expect("links").push(
+        json!({"rel": "describedby", "type": "text/html", "href": "http://docs.openstack.org/"}),
+    );
     v["media-types"] = json!([{
         "base": "application/json",
         "type": if v21 { "application/vnd.openstack.compute+json;version=2.1" } else { "application/vnd.openstack.compute+json;version=2" },
@@ -153,10 +156,7 @@ fn one_version(base: &str, v21: bool) -> Value {
 }
 
 /// `GET /compute/v2.1`.
-async fn version(
-    Extension(public): Extension<PublicUrl>,
-    headers: HeaderMap,
-) -> Response {
+async fn version(Extension(public): Extension<PublicUrl>, headers: HeaderMap) -> Response {
     let base = compute_base(&headers, &public);
     let mut response = json_status(StatusCode::OK, one_version(&base, true));
     if let Ok(v) = microversion::requested(&headers) {
@@ -164,16 +164,15 @@ async fn version(
             response.headers_mut().insert("openstack-api-version", h);
         }
         if let Ok(h) = v.to_string().parse() {
-            response.headers_mut().insert("x-openstack-nova-api-version", h);
+            response
+                .headers_mut()
+                .insert("x-openstack-nova-api-version", h);
         }
     }
     response
 }
 
-async fn version_v2(
-    Extension(public): Extension<PublicUrl>,
-    headers: HeaderMap,
-) -> Response {
+async fn version_v2(Extension(public): Extension<PublicUrl>, headers: HeaderMap) -> Response {
     let base = compute_base(&headers, &public);
     json_status(StatusCode::OK, one_version(&base, false))
 }

@@ -85,15 +85,13 @@ fn decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 3 <= bytes.len() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 3 <= bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 2;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -106,7 +104,12 @@ fn list_query(pairs: &[(String, String)]) -> ListQuery {
     for (k, v) in pairs {
         let v = v.clone();
         match k.as_str() {
-            "all_tenants" => q.all_tenants = !matches!(v.to_ascii_lowercase().as_str(), "0" | "false" | "f" | "no" | "off"),
+            "all_tenants" => {
+                q.all_tenants = !matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "0" | "false" | "f" | "no" | "off"
+                )
+            }
             "project_id" | "tenant_id" => q.project_id = Some(v),
             "name" => q.name = Some(v),
             "status" => q.status = Some(v),
@@ -136,8 +139,18 @@ fn list_query(pairs: &[(String, String)]) -> ListQuery {
     q
 }
 
-fn next_link(ctx: &views::ViewCtx, path: &str, pairs: &[(String, String)], rows: &[crate::store::servers::ServerRow], q: &ListQuery) -> Option<Value> {
-    let limit: usize = q.limit.as_ref().and_then(|l| l.parse().ok()).unwrap_or(1000);
+fn next_link(
+    ctx: &views::ViewCtx,
+    path: &str,
+    pairs: &[(String, String)],
+    rows: &[crate::store::servers::ServerRow],
+    q: &ListQuery,
+) -> Option<Value> {
+    let limit: usize = q
+        .limit
+        .as_ref()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(1000);
     if rows.len() < limit || rows.is_empty() {
         return None;
     }
@@ -166,7 +179,8 @@ async fn list(
     let q = list_query(&pairs);
     let rows = state.list_servers(&caller, &q).await?;
     let ctx = view_ctx(&headers, &public, mv, &caller);
-    let mut body = json!({"servers": rows.iter().map(|r| views::server_summary(&ctx, r)).collect::<Vec<_>>()});
+    let mut body =
+        json!({"servers": rows.iter().map(|r| views::server_summary(&ctx, r)).collect::<Vec<_>>()});
     if let Some(l) = next_link(&ctx, "servers", &pairs, &rows, &q) {
         body["servers_links"] = l;
     }
@@ -193,7 +207,10 @@ async fn detail(
     let items: Vec<Value> = rows
         .iter()
         .map(|r| {
-            let hs = r.host.as_ref().map(|h| statuses.get(h).map(String::as_str).unwrap_or("UNKNOWN"));
+            let hs = r
+                .host
+                .as_ref()
+                .map(|h| statuses.get(h).map(String::as_str).unwrap_or("UNKNOWN"));
             views::server_detail(&ctx, r, hs, false)
         })
         .collect();
@@ -215,7 +232,10 @@ async fn show(
     let row = state.get_server(&caller, &id).await?;
     let hs = state.host_status(&row).await?;
     let ctx = view_ctx(&headers, &public, mv, &caller);
-    Ok(json_status(StatusCode::OK, json!({"server": views::server_detail(&ctx, &row, hs.as_deref(), true)})))
+    Ok(json_status(
+        StatusCode::OK,
+        json!({"server": views::server_detail(&ctx, &row, hs.as_deref(), true)}),
+    ))
 }
 
 async fn create(
@@ -228,20 +248,29 @@ async fn create(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response> {
     let req = parse_create(&body, mv)?;
-    let created = state.create_servers(&caller, req, &request_id(&rid)).await?;
+    let created = state
+        .create_servers(&caller, req, &request_id(&rid))
+        .await?;
     let ctx = view_ctx(&headers, &public, mv, &caller);
     if created.return_reservation_id {
-        return Ok(json_status(StatusCode::ACCEPTED, json!({"reservation_id": created.reservation_id})));
+        return Ok(json_status(
+            StatusCode::ACCEPTED,
+            json!({"reservation_id": created.reservation_id}),
+        ));
     }
     let first = &created.servers[0];
     let mut server = json!({
         "id": first.id,
         "links": views::server_summary(&ctx, first)["links"].clone(),
-        "OS-DCF:diskConfig": "MANUAL",
+        "OS-DCF:diskConfig": first.disk_config,
         "adminPass": created.admin_pass,
     });
     if !first.security_groups.is_empty() {
-        server["security_groups"] = json!(first.security_groups.iter().map(|g| json!({"name": g})).collect::<Vec<_>>());
+        server["security_groups"] = json!(first
+            .security_groups
+            .iter()
+            .map(|g| json!({"name": g}))
+            .collect::<Vec<_>>());
     }
     let mut response = json_status(StatusCode::ACCEPTED, json!({ "server": server }));
     if let Ok(v) = HeaderValue::from_str(&format!("{}/v2.1/servers/{}", ctx.base, first.id)) {
@@ -262,10 +291,18 @@ async fn update(
     let row = state.update_server(&caller, &id, &body, mv).await?;
     let hs = state.host_status(&row).await?;
     let ctx = view_ctx(&headers, &public, mv, &caller);
-    Ok(json_status(StatusCode::OK, json!({"server": views::server_update_view(&ctx, &row, hs.as_deref())})))
+    Ok(json_status(
+        StatusCode::OK,
+        json!({"server": views::server_update_view(&ctx, &row, hs.as_deref())}),
+    ))
 }
 
-async fn delete(state: Svc, caller: Caller, Path(id): Path<String>, rid: Option<Extension<RequestId>>) -> Result<StatusCode> {
+async fn delete(
+    state: Svc,
+    caller: Caller,
+    Path(id): Path<String>,
+    rid: Option<Extension<RequestId>>,
+) -> Result<StatusCode> {
     state.delete_server(&caller, &id, &request_id(&rid)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -276,14 +313,20 @@ fn length_of(v: Option<&Value>) -> Result<Option<u64>> {
         Some(Value::Number(n)) => match n.as_i64() {
             Some(-1) => Ok(None),
             Some(n) if n >= 0 => Ok(Some(n as u64)),
-            _ => Err(Error::bad_request("Invalid input for field/attribute length.")),
+            _ => Err(Error::bad_request(
+                "Invalid input for field/attribute length.",
+            )),
         },
         Some(Value::String(s)) => match s.parse::<i64>() {
             Ok(-1) => Ok(None),
             Ok(n) if n >= 0 => Ok(Some(n as u64)),
-            _ => Err(Error::bad_request("Invalid input for field/attribute length.")),
+            _ => Err(Error::bad_request(
+                "Invalid input for field/attribute length.",
+            )),
         },
-        Some(_) => Err(Error::bad_request("Invalid input for field/attribute length.")),
+        Some(_) => Err(Error::bad_request(
+            "Invalid input for field/attribute length.",
+        )),
     }
 }
 
@@ -308,27 +351,39 @@ async fn action(
     let arg = obj.get(&name).cloned().unwrap_or(Value::Null);
     match name.as_str() {
         "os-start" => {
-            state.power_action(&caller, &id, PowerOp::Start, &rid).await?;
+            state
+                .power_action(&caller, &id, PowerOp::Start, &rid)
+                .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         "os-stop" => {
-            state.power_action(&caller, &id, PowerOp::Stop, &rid).await?;
+            state
+                .power_action(&caller, &id, PowerOp::Stop, &rid)
+                .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         "pause" => {
-            state.power_action(&caller, &id, PowerOp::Pause, &rid).await?;
+            state
+                .power_action(&caller, &id, PowerOp::Pause, &rid)
+                .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         "unpause" => {
-            state.power_action(&caller, &id, PowerOp::Unpause, &rid).await?;
+            state
+                .power_action(&caller, &id, PowerOp::Unpause, &rid)
+                .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         "suspend" => {
-            state.power_action(&caller, &id, PowerOp::Suspend, &rid).await?;
+            state
+                .power_action(&caller, &id, PowerOp::Suspend, &rid)
+                .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         "resume" => {
-            state.power_action(&caller, &id, PowerOp::Resume, &rid).await?;
+            state
+                .power_action(&caller, &id, PowerOp::Resume, &rid)
+                .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         "reboot" => {
@@ -336,7 +391,11 @@ async fn action(
             let op = match kind.to_ascii_uppercase().as_str() {
                 "SOFT" => PowerOp::SoftReboot,
                 "HARD" => PowerOp::HardReboot,
-                _ => return Err(Error::bad_request("Invalid input for field/attribute type.")),
+                _ => {
+                    return Err(Error::bad_request(
+                        "Invalid input for field/attribute type.",
+                    ))
+                }
             };
             state.power_action(&caller, &id, op, &rid).await?;
             Ok(StatusCode::ACCEPTED.into_response())
@@ -346,7 +405,11 @@ async fn action(
                 match arg.get("locked_reason") {
                     None | Some(Value::Null) => None,
                     Some(Value::String(r)) if r.len() <= 255 => Some(r.clone()),
-                    Some(_) => return Err(Error::bad_request("Invalid input for field/attribute locked_reason.")),
+                    Some(_) => {
+                        return Err(Error::bad_request(
+                            "Invalid input for field/attribute locked_reason.",
+                        ))
+                    }
                 }
             } else {
                 None
@@ -375,7 +438,10 @@ async fn action(
         "createImage" => {
             let image_id = state.create_image(&caller, &id, &body, &rid).await?;
             let ctx = view_ctx(&headers, &public, mv, &caller);
-            let location = format!("{}/images/{image_id}", ctx.base.trim_end_matches("/compute").to_string() + "/image/v2");
+            let location = format!(
+                "{}/images/{image_id}",
+                ctx.base.trim_end_matches("/compute").to_string() + "/image/v2"
+            );
             let mut response = if mv.at_least(45) {
                 json_status(StatusCode::ACCEPTED, json!({ "image_id": image_id }))
             } else {
@@ -404,7 +470,9 @@ async fn action(
             v["adminPass"] = json!(pass);
             Ok(json_status(StatusCode::ACCEPTED, json!({ "server": v })))
         }
-        other => Err(Error::bad_request(format!("There is no such action: {other}"))),
+        other => Err(Error::bad_request(format!(
+            "There is no such action: {other}"
+        ))),
     }
 }
 
@@ -422,23 +490,48 @@ fn meta_body(body: &Value, key: &str) -> Result<BTreeMap<String, String>> {
     crate::service::servers::parse_metadata(m)
 }
 
-async fn replace_meta(state: Svc, caller: Caller, Path(id): Path<String>, JsonBody(body): JsonBody<Value>) -> Result<Response> {
-    let m = state.set_server_metadata(&caller, &id, meta_body(&body, "metadata")?, true).await?;
+async fn replace_meta(
+    state: Svc,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response> {
+    let m = state
+        .set_server_metadata(&caller, &id, meta_body(&body, "metadata")?, true)
+        .await?;
     Ok(json_status(StatusCode::OK, json!({ "metadata": m })))
 }
 
-async fn merge_meta(state: Svc, caller: Caller, Path(id): Path<String>, JsonBody(body): JsonBody<Value>) -> Result<Response> {
-    let m = state.set_server_metadata(&caller, &id, meta_body(&body, "metadata")?, false).await?;
+async fn merge_meta(
+    state: Svc,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response> {
+    let m = state
+        .set_server_metadata(&caller, &id, meta_body(&body, "metadata")?, false)
+        .await?;
     Ok(json_status(StatusCode::OK, json!({ "metadata": m })))
 }
 
-async fn show_meta(state: Svc, caller: Caller, Path((id, key)): Path<(String, String)>) -> Result<Response> {
+async fn show_meta(
+    state: Svc,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<Response> {
     let m = state.server_metadata(&caller, &id).await?;
-    let v = m.get(&key).ok_or_else(|| Error::not_found("Metadata item was not found"))?;
+    let v = m
+        .get(&key)
+        .ok_or_else(|| Error::not_found("Metadata item was not found"))?;
     Ok(json_status(StatusCode::OK, json!({"meta": { key: v }})))
 }
 
-async fn put_meta(state: Svc, caller: Caller, Path((id, key)): Path<(String, String)>, JsonBody(body): JsonBody<Value>) -> Result<Response> {
+async fn put_meta(
+    state: Svc,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response> {
     let m = meta_body(&body, "meta")?;
     if m.len() > 1 {
         return Err(Error::bad_request("Request body contains too many items"));
@@ -446,11 +539,17 @@ async fn put_meta(state: Svc, caller: Caller, Path((id, key)): Path<(String, Str
     if !m.contains_key(&key) {
         return Err(Error::bad_request("Request body and URI mismatch"));
     }
-    state.set_server_metadata(&caller, &id, m.clone(), false).await?;
+    state
+        .set_server_metadata(&caller, &id, m.clone(), false)
+        .await?;
     Ok(json_status(StatusCode::OK, json!({ "meta": m })))
 }
 
-async fn delete_meta(state: Svc, caller: Caller, Path((id, key)): Path<(String, String)>) -> Result<StatusCode> {
+async fn delete_meta(
+    state: Svc,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<StatusCode> {
     state.delete_server_metadata(&caller, &id, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -465,38 +564,69 @@ fn require_26(mv: Microversion) -> Result<()> {
     }
 }
 
-async fn list_tags(state: Svc, caller: Caller, mv: Microversion, Path(id): Path<String>) -> Result<Response> {
+async fn list_tags(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path(id): Path<String>,
+) -> Result<Response> {
     require_26(mv)?;
     let t = state.server_tags(&caller, &id).await?;
     Ok(json_status(StatusCode::OK, json!({ "tags": t })))
 }
 
-async fn replace_tags(state: Svc, caller: Caller, mv: Microversion, Path(id): Path<String>, JsonBody(body): JsonBody<Value>) -> Result<Response> {
+async fn replace_tags(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response> {
     require_26(mv)?;
     let tags: Vec<String> = body
         .get("tags")
         .and_then(Value::as_array)
         .ok_or_else(|| Error::bad_request("Invalid input for field/attribute tags."))?
         .iter()
-        .map(|t| t.as_str().map(String::from).ok_or_else(|| Error::bad_request("Invalid input for field/attribute tags.")))
+        .map(|t| {
+            t.as_str()
+                .map(String::from)
+                .ok_or_else(|| Error::bad_request("Invalid input for field/attribute tags."))
+        })
         .collect::<Result<_>>()?;
-    let (t, _) = state.set_server_tags(&caller, &id, Some(tags), None, None).await?;
+    let (t, _) = state
+        .set_server_tags(&caller, &id, Some(tags), None, None)
+        .await?;
     Ok(json_status(StatusCode::OK, json!({ "tags": t })))
 }
 
-async fn delete_tags(state: Svc, caller: Caller, mv: Microversion, Path(id): Path<String>) -> Result<StatusCode> {
+async fn delete_tags(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
     require_26(mv)?;
-    state.set_server_tags(&caller, &id, Some(Vec::new()), None, None).await?;
+    state
+        .set_server_tags(&caller, &id, Some(Vec::new()), None, None)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn check_tag(state: Svc, caller: Caller, mv: Microversion, Path((id, tag)): Path<(String, String)>) -> Result<StatusCode> {
+async fn check_tag(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path((id, tag)): Path<(String, String)>,
+) -> Result<StatusCode> {
     require_26(mv)?;
     let t = state.server_tags(&caller, &id).await?;
     if t.contains(&tag) {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(Error::not_found(format!("Tag '{tag}' could not be found for instance {id}.")))
+        Err(Error::not_found(format!(
+            "Tag '{tag}' could not be found for instance {id}."
+        )))
     }
 }
 
@@ -509,18 +639,32 @@ async fn add_tag(
     Path((id, tag)): Path<(String, String)>,
 ) -> Result<Response> {
     require_26(mv)?;
-    let (_, created) = state.set_server_tags(&caller, &id, None, Some(tag.clone()), None).await?;
+    let (_, created) = state
+        .set_server_tags(&caller, &id, None, Some(tag.clone()), None)
+        .await?;
     let ctx = view_ctx(&headers, &public, mv, &caller);
-    let mut response = if created { StatusCode::CREATED } else { StatusCode::NO_CONTENT }.into_response();
+    let mut response = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::NO_CONTENT
+    }
+    .into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("{}/v2.1/servers/{id}/tags/{tag}", ctx.base)) {
         response.headers_mut().insert(http::header::LOCATION, v);
     }
     Ok(response)
 }
 
-async fn delete_tag(state: Svc, caller: Caller, mv: Microversion, Path((id, tag)): Path<(String, String)>) -> Result<StatusCode> {
+async fn delete_tag(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path((id, tag)): Path<(String, String)>,
+) -> Result<StatusCode> {
     require_26(mv)?;
-    state.set_server_tags(&caller, &id, None, None, Some(tag)).await?;
+    state
+        .set_server_tags(&caller, &id, None, None, Some(tag))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -528,10 +672,17 @@ async fn delete_tag(state: Svc, caller: Caller, mv: Microversion, Path((id, tag)
 
 async fn ips(state: Svc, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     let row = state.get_server(&caller, &id).await?;
-    Ok(json_status(StatusCode::OK, json!({"addresses": views::addresses(&row, false)})))
+    Ok(json_status(
+        StatusCode::OK,
+        json!({"addresses": views::addresses(&row, false)}),
+    ))
 }
 
-async fn ips_of(state: Svc, caller: Caller, Path((id, label)): Path<(String, String)>) -> Result<Response> {
+async fn ips_of(
+    state: Svc,
+    caller: Caller,
+    Path((id, label)): Path<(String, String)>,
+) -> Result<Response> {
     let row = state.get_server(&caller, &id).await?;
     let all = views::addresses(&row, false);
     let list = all
@@ -551,23 +702,52 @@ fn strip_tag(mut v: Value, mv: Microversion) -> Value {
     v
 }
 
-async fn list_interfaces(state: Svc, caller: Caller, mv: Microversion, Path(id): Path<String>) -> Result<Response> {
+async fn list_interfaces(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path(id): Path<String>,
+) -> Result<Response> {
     let items = state.interfaces(&caller, &id).await?;
     let items: Vec<Value> = items.into_iter().map(|v| strip_tag(v, mv)).collect();
-    Ok(json_status(StatusCode::OK, json!({ "interfaceAttachments": items })))
+    Ok(json_status(
+        StatusCode::OK,
+        json!({ "interfaceAttachments": items }),
+    ))
 }
 
-async fn show_interface(state: Svc, caller: Caller, mv: Microversion, Path((id, port)): Path<(String, String)>) -> Result<Response> {
+async fn show_interface(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path((id, port)): Path<(String, String)>,
+) -> Result<Response> {
     let v = state.interface(&caller, &id, &port).await?;
-    Ok(json_status(StatusCode::OK, json!({ "interfaceAttachment": strip_tag(v, mv) })))
+    Ok(json_status(
+        StatusCode::OK,
+        json!({ "interfaceAttachment": strip_tag(v, mv) }),
+    ))
 }
 
-async fn attach_interface(state: Svc, caller: Caller, mv: Microversion, Path(id): Path<String>, JsonBody(body): JsonBody<Value>) -> Result<Response> {
+async fn attach_interface(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response> {
     let v = state.attach_interface(&caller, &id, &body).await?;
-    Ok(json_status(StatusCode::OK, json!({ "interfaceAttachment": strip_tag(v, mv) })))
+    Ok(json_status(
+        StatusCode::OK,
+        json!({ "interfaceAttachment": strip_tag(v, mv) }),
+    ))
 }
 
-async fn detach_interface(state: Svc, caller: Caller, Path((id, port)): Path<(String, String)>) -> Result<StatusCode> {
+async fn detach_interface(
+    state: Svc,
+    caller: Caller,
+    Path((id, port)): Path<(String, String)>,
+) -> Result<StatusCode> {
     state.detach_interface(&caller, &id, &port).await?;
     Ok(StatusCode::ACCEPTED)
 }
@@ -596,12 +776,25 @@ fn action_view(a: &crate::store::actions::ActionRow, mv: Microversion) -> Value 
     v
 }
 
-async fn list_actions(state: Svc, caller: Caller, mv: Microversion, Path(id): Path<String>) -> Result<Response> {
+async fn list_actions(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path(id): Path<String>,
+) -> Result<Response> {
     let actions = state.instance_actions(&caller, &id).await?;
-    Ok(json_status(StatusCode::OK, json!({"instanceActions": actions.iter().map(|a| action_view(a, mv)).collect::<Vec<_>>()})))
+    Ok(json_status(
+        StatusCode::OK,
+        json!({"instanceActions": actions.iter().map(|a| action_view(a, mv)).collect::<Vec<_>>()}),
+    ))
 }
 
-async fn show_action(state: Svc, caller: Caller, mv: Microversion, Path((id, req)): Path<(String, String)>) -> Result<Response> {
+async fn show_action(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path((id, req)): Path<(String, String)>,
+) -> Result<Response> {
     let (a, events) = state.instance_action(&caller, &id, &req).await?;
     let mut v = action_view(&a, mv);
     let admin = caller.is_admin();
@@ -651,5 +844,8 @@ async fn server_groups(state: Svc, caller: Caller, Path(id): Path<String>) -> Re
         .iter()
         .map(|g| json!({"name": g, "description": "", "id": g, "tenant_id": row.project_id, "rules": []}))
         .collect();
-    Ok(json_status(StatusCode::OK, json!({ "security_groups": groups })))
+    Ok(json_status(
+        StatusCode::OK,
+        json!({ "security_groups": groups }),
+    ))
 }

@@ -111,9 +111,18 @@ impl ComputeService {
         Ok(())
     }
 
-    pub async fn power_action(&self, caller: &Caller, id: &str, op: PowerOp, request_id: &str) -> Result<()> {
+    pub async fn power_action(
+        &self,
+        caller: &Caller,
+        id: &str,
+        op: PowerOp,
+        request_id: &str,
+    ) -> Result<()> {
         self.visible_server(caller, id).await?;
-        require_member(caller, &format!("os_compute_api:servers:{}", op.action_name()))?;
+        require_member(
+            caller,
+            &format!("os_compute_api:servers:{}", op.action_name()),
+        )?;
         let (allowed, task, desired) = op.rule();
         let mut tx = self.write().await?;
         let mut row = store::servers::get(&mut tx, id)
@@ -124,7 +133,10 @@ impl ComputeService {
             // A hard reboot may override a soft one in progress.
             PowerOp::HardReboot => matches!(
                 row.task_state.as_deref(),
-                None | Some("rebooting") | Some("reboot_pending") | Some("reboot_started") | Some("rebooting_hard")
+                None | Some("rebooting")
+                    | Some("reboot_pending")
+                    | Some("reboot_started")
+                    | Some("rebooting_hard")
             ),
             _ => row.task_state.is_none(),
         };
@@ -153,7 +165,13 @@ impl ComputeService {
         Ok(())
     }
 
-    pub async fn lock_server(&self, caller: &Caller, id: &str, reason: Option<String>, request_id: &str) -> Result<()> {
+    pub async fn lock_server(
+        &self,
+        caller: &Caller,
+        id: &str,
+        reason: Option<String>,
+        request_id: &str,
+    ) -> Result<()> {
         self.visible_server(caller, id).await?;
         require_member(caller, "os_compute_api:os-lock-server:lock")?;
         let mut tx = self.write().await?;
@@ -161,11 +179,16 @@ impl ComputeService {
             .await?
             .ok_or_else(|| server_not_found(id))?;
         row.locked = true;
-        row.locked_by = Some(if caller.project_id() == Some(row.project_id.as_str()) { "owner".into() } else { "admin".into() });
+        row.locked_by = Some(if caller.project_id() == Some(row.project_id.as_str()) {
+            "owner".into()
+        } else {
+            "admin".into()
+        });
         row.locked_reason = reason;
         row.updated_at = now();
         store::servers::update(&mut tx, &row).await?;
-        self.record_action(&mut tx, caller, &row, "lock", request_id).await?;
+        self.record_action(&mut tx, caller, &row, "lock", request_id)
+            .await?;
         store::actions::finish(&mut tx, id, "Success", None, None, &now()).await?;
         tx.commit().await
     }
@@ -178,14 +201,17 @@ impl ComputeService {
             .await?
             .ok_or_else(|| server_not_found(id))?;
         if row.locked && row.locked_by.as_deref() == Some("admin") && !caller.is_admin() {
-            return Err(super::policy("os_compute_api:os-lock-server:unlock:unlock_override"));
+            return Err(super::policy(
+                "os_compute_api:os-lock-server:unlock:unlock_override",
+            ));
         }
         row.locked = false;
         row.locked_by = None;
         row.locked_reason = None;
         row.updated_at = now();
         store::servers::update(&mut tx, &row).await?;
-        self.record_action(&mut tx, caller, &row, "unlock", request_id).await?;
+        self.record_action(&mut tx, caller, &row, "unlock", request_id)
+            .await?;
         store::actions::finish(&mut tx, id, "Success", None, None, &now()).await?;
         tx.commit().await
     }
@@ -211,23 +237,56 @@ impl ComputeService {
 
     /// `rebuild`: a fresh disk from `imageRef` (a new clone under a new name), and the VM
     /// spawned again on it; the old disk goes once the agent moved off it.
-    pub async fn rebuild_server(self: &Arc<Self>, caller: &Caller, id: &str, body: &Value, mv: Microversion, request_id: &str) -> Result<(ServerRow, String)> {
+    pub async fn rebuild_server(
+        self: &Arc<Self>,
+        caller: &Caller,
+        id: &str,
+        body: &Value,
+        mv: Microversion,
+        request_id: &str,
+    ) -> Result<(ServerRow, String)> {
         self.visible_server(caller, id).await?;
         require_member(caller, "os_compute_api:servers:rebuild")?;
-        let b = body.get("rebuild").and_then(Value::as_object).ok_or_else(|| Error::bad_request("Invalid input for field/attribute rebuild."))?;
+        let b = body
+            .get("rebuild")
+            .and_then(Value::as_object)
+            .ok_or_else(|| Error::bad_request("Invalid input for field/attribute rebuild."))?;
         let image_ref = match b.get("imageRef") {
-            Some(Value::String(r)) if !r.is_empty() => r.trim_end_matches('/').rsplit('/').next().unwrap_or(r).to_string(),
-            _ => return Err(Error::bad_request("Invalid input for field/attribute imageRef.")),
+            Some(Value::String(r)) if !r.is_empty() => r
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or(r)
+                .to_string(),
+            _ => {
+                return Err(Error::bad_request(
+                    "Invalid input for field/attribute imageRef.",
+                ))
+            }
         };
-        let boot = match self.image.image_for_boot(caller, &ImageId(image_ref.clone())).await {
+        let boot = match self
+            .image
+            .image_for_boot(caller, &ImageId(image_ref.clone()))
+            .await
+        {
             Ok(b) => b,
-            Err(e) if e.is_not_found() => return Err(Error::bad_request(format!("Image {image_ref} could not be found."))),
+            Err(e) if e.is_not_found() => {
+                return Err(Error::bad_request(format!(
+                    "Image {image_ref} could not be found."
+                )))
+            }
             Err(e) => return Err(Error::bad_request(e.message)),
         };
         let name = match b.get("name") {
             None => None,
-            Some(Value::String(n)) if !n.is_empty() && n.len() <= 255 && n.trim() == n => Some(n.clone()),
-            Some(_) => return Err(Error::bad_request("Invalid input for field/attribute name.")),
+            Some(Value::String(n)) if !n.is_empty() && n.len() <= 255 && n.trim() == n => {
+                Some(n.clone())
+            }
+            Some(_) => {
+                return Err(Error::bad_request(
+                    "Invalid input for field/attribute name.",
+                ))
+            }
         };
         let metadata = match b.get("metadata") {
             None => None,
@@ -237,33 +296,69 @@ impl ComputeService {
             None => None,
             Some(Value::Null) if mv.at_least(19) => Some(None),
             Some(Value::String(d)) if mv.at_least(19) && d.len() <= 255 => Some(Some(d.clone())),
-            Some(_) => return Err(Error::bad_request("Invalid input for field/attribute description.")),
+            Some(_) => {
+                return Err(Error::bad_request(
+                    "Invalid input for field/attribute description.",
+                ))
+            }
         };
         let key = match b.get("key_name") {
             None => None,
             Some(Value::Null) if mv.at_least(54) => Some((None, None)),
-            Some(Value::String(k)) if mv.at_least(54) => match store::keypairs::get(&self.db, &caller.user_id, k).await? {
-                Some(kp) => Some((Some(k.clone()), Some(kp.public_key))),
-                None => return Err(Error::bad_request("Invalid key_name provided.")),
-            },
-            Some(_) => return Err(Error::bad_request("Invalid input for field/attribute key_name.")),
+            Some(Value::String(k)) if mv.at_least(54) => {
+                match store::keypairs::get(&self.db, &caller.user_id, k).await? {
+                    Some(kp) => Some((Some(k.clone()), Some(kp.public_key))),
+                    None => return Err(Error::bad_request("Invalid key_name provided.")),
+                }
+            }
+            Some(_) => {
+                return Err(Error::bad_request(
+                    "Invalid input for field/attribute key_name.",
+                ))
+            }
         };
         let user_data = match b.get("user_data") {
             None => None,
             Some(Value::Null) if mv.at_least(57) => Some(None),
             Some(Value::String(u)) if mv.at_least(57) => Some(Some(u.clone())),
-            Some(_) => return Err(Error::bad_request("Invalid input for field/attribute user_data.")),
+            Some(_) => {
+                return Err(Error::bad_request(
+                    "Invalid input for field/attribute user_data.",
+                ))
+            }
         };
-        let v4 = b.get("accessIPv4").and_then(Value::as_str).map(String::from);
-        let v6 = b.get("accessIPv6").and_then(Value::as_str).map(String::from);
-        let admin_pass = b.get("adminPass").and_then(Value::as_str).map(String::from).unwrap_or_else(|| "rebuilt-password".into());
+        let v4 = b.get("accessIPv4").and_then(Value::as_str).map(|a| {
+            a.parse::<std::net::IpAddr>()
+                .map(|i| i.to_string())
+                .unwrap_or_else(|_| a.to_string())
+        });
+        let v6 = b.get("accessIPv6").and_then(Value::as_str).map(|a| {
+            a.parse::<std::net::IpAddr>()
+                .map(|i| i.to_string())
+                .unwrap_or_else(|_| a.to_string())
+        });
+        let disk_config = b
+            .get("OS-DCF:diskConfig")
+            .and_then(Value::as_str)
+            .filter(|d| *d == "AUTO" || *d == "MANUAL")
+            .map(String::from);
+        let admin_pass = b
+            .get("adminPass")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .unwrap_or_else(|| "rebuilt-password".into());
         let row = self.visible_server(caller, id).await?;
         check_lock(caller, &row)?;
-        if !["active", "stopped", "error"].contains(&row.vm_state.as_str()) || row.task_state.is_some() || row.deleting {
+        if !["active", "stopped", "error"].contains(&row.vm_state.as_str())
+            || row.task_state.is_some()
+            || row.deleting
+        {
             return Err(conflict_state(id, "rebuild", &row));
         }
         let Some(host) = row.host.clone() else {
-            return Err(Error::conflict(format!("Cannot 'rebuild' instance {id}: it is on no host")));
+            return Err(Error::conflict(format!(
+                "Cannot 'rebuild' instance {id}: it is on no host"
+            )));
         };
         let size = (row.flavor.root_gb > 0).then(|| row.flavor.root_gb as u64 * (1 << 30));
         let new_disk = format!("disk-{id}-{}", &nubo_common::ids::new_hex_id()[..8]);
@@ -281,13 +376,31 @@ impl ComputeService {
         }
         r.old_disk = r.disk_name.replace(new_disk);
         r.image_ref = image_ref;
-        if let Some(n) = name { r.name = n; }
-        if let Some(m) = metadata { r.metadata = m; }
-        if let Some(d) = description { r.description = d; }
-        if let Some((k, d)) = key { r.key_name = k; r.key_data = d; }
-        if let Some(u) = user_data { r.user_data = u; }
-        if let Some(a) = v4 { r.access_ipv4 = a; }
-        if let Some(a) = v6 { r.access_ipv6 = a; }
+        if let Some(n) = name {
+            r.name = n;
+        }
+        if let Some(m) = metadata {
+            r.metadata = m;
+        }
+        if let Some(d) = description {
+            r.description = d;
+        }
+        if let Some((k, d)) = key {
+            r.key_name = k;
+            r.key_data = d;
+        }
+        if let Some(u) = user_data {
+            r.user_data = u;
+        }
+        if let Some(a) = v4 {
+            r.access_ipv4 = a;
+        }
+        if let Some(a) = v6 {
+            r.access_ipv6 = a;
+        }
+        if let Some(d) = disk_config {
+            r.disk_config = d;
+        }
         r.task_state = Some("rebuilding".into());
         if r.vm_state == "error" {
             r.vm_state = "active".into();
@@ -297,7 +410,8 @@ impl ComputeService {
         r.respawn_seq = r.respawn_seq.max(r.applied_respawn_seq) + 1;
         r.updated_at = now();
         store::servers::update(&mut tx, &r).await?;
-        self.record_action(&mut tx, caller, &r, "rebuild", request_id).await?;
+        self.record_action(&mut tx, caller, &r, "rebuild", request_id)
+            .await?;
         let generation = self.bump_host(&mut tx, &host).await?;
         tx.commit().await?;
         self.signal_host(&host, generation);
@@ -309,20 +423,36 @@ impl ComputeService {
     /// its disk snapshotted in the block store, and the VM brought back to its power state on a
     /// fresh spec, since the disk's file changed), the snapshot's content uploaded into the
     /// image (which becomes active and independent of the server), and the snapshot deleted.
-    pub async fn create_image(self: &Arc<Self>, caller: &Caller, id: &str, body: &Value, request_id: &str) -> Result<String> {
+    pub async fn create_image(
+        self: &Arc<Self>,
+        caller: &Caller,
+        id: &str,
+        body: &Value,
+        request_id: &str,
+    ) -> Result<String> {
         let row = self.visible_server(caller, id).await?;
         require_member(caller, "os_compute_api:servers:create_image")?;
-        let b = body.get("createImage").and_then(Value::as_object).ok_or_else(|| Error::bad_request("Invalid input for field/attribute createImage."))?;
+        let b = body
+            .get("createImage")
+            .and_then(Value::as_object)
+            .ok_or_else(|| Error::bad_request("Invalid input for field/attribute createImage."))?;
         let name = match b.get("name") {
             Some(Value::String(n)) if !n.is_empty() && n.len() <= 255 && n.trim() == n => n.clone(),
-            _ => return Err(Error::bad_request("Invalid input for field/attribute name.")),
+            _ => {
+                return Err(Error::bad_request(
+                    "Invalid input for field/attribute name.",
+                ))
+            }
         };
         let properties: BTreeMap<String, String> = match b.get("metadata") {
             None | Some(Value::Null) => BTreeMap::new(),
             Some(m) => super::servers::parse_metadata(m)?,
         };
         check_lock(caller, &row)?;
-        if !["active", "stopped", "paused", "suspended"].contains(&row.vm_state.as_str()) || row.task_state.is_some() || row.deleting {
+        if !["active", "stopped", "paused", "suspended"].contains(&row.vm_state.as_str())
+            || row.task_state.is_some()
+            || row.deleting
+        {
             return Err(conflict_state(id, "createImage", &row));
         }
         let (Some(host), Some(disk)) = (row.host.clone(), row.disk_name.clone()) else {
@@ -342,18 +472,24 @@ impl ComputeService {
         if !row.image_ref.is_empty() {
             record.insert("base_image_ref".into(), json!(row.image_ref));
         }
-        let image = self.image.create_image(caller, Value::Object(record)).await?;
+        let image = self
+            .image
+            .create_image(caller, Value::Object(record))
+            .await?;
         let image_id = image.id.to_string();
         // Hold the VM down.
         let mut tx = self.write().await?;
-        let Some(mut r) = store::servers::get(&mut tx, id).await? else { return Err(server_not_found(id)) };
+        let Some(mut r) = store::servers::get(&mut tx, id).await? else {
+            return Err(server_not_found(id));
+        };
         let previous_power = r.desired_power.clone();
         r.task_state = Some("image_snapshot".into());
         r.desired_power = "shutdown".into();
         r.hard_stop = true;
         r.updated_at = now();
         store::servers::update(&mut tx, &r).await?;
-        self.record_action(&mut tx, caller, &r, "createImage", request_id).await?;
+        self.record_action(&mut tx, caller, &r, "createImage", request_id)
+            .await?;
         let generation = self.bump_host(&mut tx, &host).await?;
         tx.commit().await?;
         self.signal_host(&host, generation);
@@ -362,7 +498,17 @@ impl ComputeService {
         let server_id = id.to_string();
         let image_for_task = image_id.clone();
         tokio::spawn(async move {
-            if let Err(e) = this.snapshot_into(&caller, &server_id, &host, &disk, &image_for_task, &previous_power).await {
+            if let Err(e) = this
+                .snapshot_into(
+                    &caller,
+                    &server_id,
+                    &host,
+                    &disk,
+                    &image_for_task,
+                    &previous_power,
+                )
+                .await
+            {
                 tracing::warn!(server_id = %server_id, image_id = %image_for_task, error = %e, "snapshot failed");
                 let _ = this.image.delete_image(&caller, &image_for_task).await;
             }
@@ -370,9 +516,19 @@ impl ComputeService {
         Ok(image_id)
     }
 
-    async fn snapshot_into(&self, caller: &Caller, id: &str, host: &str, disk: &str, image_id: &str, previous_power: &str) -> Result<()> {
+    async fn snapshot_into(
+        &self,
+        caller: &Caller,
+        id: &str,
+        host: &str,
+        disk: &str,
+        image_id: &str,
+        previous_power: &str,
+    ) -> Result<()> {
         let down = self
-            .wait_server(id, Duration::from_secs(120), |r| r.power_state == 4 || r.deleting)
+            .wait_server(id, Duration::from_secs(120), |r| {
+                r.power_state == 4 || r.deleting
+            })
             .await?;
         let snap = format!("snapshot-{}", nubo_common::ids::new_uuid());
         let taken = match down {
@@ -381,7 +537,9 @@ impl ComputeService {
                 .snapshot(disk, &snap)
                 .await
                 .map_err(|e| Error::internal(format!("snapshot of {disk}: {e}"))),
-            Some(_) => Err(Error::conflict(format!("Instance {id} did not stop for the snapshot"))),
+            Some(_) => Err(Error::conflict(format!(
+                "Instance {id} did not stop for the snapshot"
+            ))),
             None => Err(server_not_found(id)),
         };
         // Back to the previous power state, on a fresh spec.
@@ -392,11 +550,23 @@ impl ComputeService {
             if taken.is_ok() {
                 r.respawn_seq = r.respawn_seq.max(r.applied_respawn_seq) + 1;
             }
-            r.task_state = if previous_power == "shutdown" || taken.is_err() { None } else { Some("image_uploading".into()) };
+            r.task_state = if previous_power == "shutdown" || taken.is_err() {
+                None
+            } else {
+                Some("image_uploading".into())
+            };
             r.updated_at = now();
             store::servers::update(&mut tx, &r).await?;
             if r.task_state.is_none() {
-                store::actions::finish(&mut tx, id, if taken.is_ok() { "Success" } else { "Error" }, None, None, &now()).await?;
+                store::actions::finish(
+                    &mut tx,
+                    id,
+                    if taken.is_ok() { "Success" } else { "Error" },
+                    None,
+                    None,
+                    &now(),
+                )
+                .await?;
             }
             let generation = self.bump_host(&mut tx, host).await?;
             tx.commit().await?;
@@ -404,9 +574,19 @@ impl ComputeService {
         }
         taken?;
         let uploaded = async {
-            let info = self.blockstore.info(&snap).await.map_err(|e| Error::internal(format!("snapshot {snap}: {e}")))?;
-            let stream = self.blockstore.open_read(&snap).await.map_err(|e| Error::internal(format!("snapshot {snap}: {e}")))?;
-            self.image.upload_image(caller, image_id, Some(info.size), stream).await
+            let info = self
+                .blockstore
+                .info(&snap)
+                .await
+                .map_err(|e| Error::internal(format!("snapshot {snap}: {e}")))?;
+            let stream = self
+                .blockstore
+                .open_read(&snap)
+                .await
+                .map_err(|e| Error::internal(format!("snapshot {snap}: {e}")))?;
+            self.image
+                .upload_image(caller, image_id, Some(info.size), stream)
+                .await
         }
         .await;
         if let Err(e) = self.blockstore.delete(&snap).await {
@@ -419,7 +599,12 @@ impl ComputeService {
 
     /// `os-getConsoleOutput`: asks the host's agent for the console log (the last `length`
     /// lines, all when `None`).
-    pub async fn console_output(&self, caller: &Caller, id: &str, length: Option<u64>) -> Result<String> {
+    pub async fn console_output(
+        &self,
+        caller: &Caller,
+        id: &str,
+        length: Option<u64>,
+    ) -> Result<String> {
         let row = self.visible_server(caller, id).await?;
         require_member(caller, "os_compute_api:os-console-output")?;
         let Some(host) = row.host.clone() else {
@@ -452,10 +637,14 @@ impl ComputeService {
         };
         store::requests::delete(&self.db, &request.id).await?;
         match outcome {
-            Some((_, Some(error))) => Err(Error::conflict(format!("Console log unavailable: {error}"))),
+            Some((_, Some(error))) => {
+                Err(Error::conflict(format!("Console log unavailable: {error}")))
+            }
             Some((Some(output), None)) => Ok(output),
             Some((None, None)) => Ok(String::new()),
-            None => Err(Error::conflict(format!("Instance {id}'s host {host} did not answer"))),
+            None => Err(Error::conflict(format!(
+                "Instance {id}'s host {host} did not answer"
+            ))),
         }
     }
 
@@ -507,11 +696,19 @@ impl ComputeService {
         let row = self.visible_server(caller, id).await?;
         require_member(caller, "os_compute_api:os-attach-interfaces:create")?;
         check_lock(caller, &row)?;
-        if !["active", "paused", "stopped"].contains(&row.vm_state.as_str()) || row.task_state.is_some() || row.deleting {
+        if !["active", "paused", "stopped"].contains(&row.vm_state.as_str())
+            || row.task_state.is_some()
+            || row.deleting
+        {
             return Err(conflict_state(id, "attach_interface", &row));
         }
-        let Some(host) = row.host.clone() else { return Err(conflict_state(id, "attach_interface", &row)) };
-        let a = body.get("interfaceAttachment").cloned().unwrap_or_else(|| json!({}));
+        let Some(host) = row.host.clone() else {
+            return Err(conflict_state(id, "attach_interface", &row));
+        };
+        let a = body
+            .get("interfaceAttachment")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
         let port_id = a.get("port_id").and_then(Value::as_str).map(String::from);
         let net_id = a.get("net_id").and_then(Value::as_str).map(String::from);
         let fixed_ip = a
@@ -531,13 +728,17 @@ impl ComputeService {
                 }
                 _ => return Err(Error::not_found(format!("Port {port} could not be found."))),
             }
-            self.network.bind_server_port(&row.project_id, port, id, &host).await?
+            self.network
+                .bind_server_port(&row.project_id, port, id, &host)
+                .await?
         } else {
             let net = match net_id {
                 Some(n) => n,
                 None => {
                     let nets = self.resolve_auto(&row.project_id).await?;
-                    nets.ok_or_else(|| Error::bad_request("No network to attach to: pass net_id or port_id."))?
+                    nets.ok_or_else(|| {
+                        Error::bad_request("No network to attach to: pass net_id or port_id.")
+                    })?
                 }
             };
             self.network
@@ -550,7 +751,13 @@ impl ComputeService {
                     security_groups: None,
                 })
                 .await
-                .map_err(|e| if e.is_not_found() { Error::not_found(format!("Network {net} could not be found.")) } else { e })?
+                .map_err(|e| {
+                    if e.is_not_found() {
+                        Error::not_found(format!("Network {net} could not be found."))
+                    } else {
+                        e
+                    }
+                })?
         };
         let port = ServerPort {
             port_id: state.id.clone(),
@@ -558,7 +765,11 @@ impl ComputeService {
             mac: state.mac_address.clone(),
             network_id: state.network_id.clone(),
             network_name: self.network_name(&row.project_id, &state.network_id).await,
-            ips: state.fixed_ips.iter().map(|i| i.ip_address.clone()).collect(),
+            ips: state
+                .fixed_ips
+                .iter()
+                .map(|i| i.ip_address.clone())
+                .collect(),
             tag,
         };
         let mut tx = self.write().await?;
@@ -574,10 +785,18 @@ impl ComputeService {
     }
 
     async fn resolve_auto(&self, project: &str) -> Result<Option<String>> {
-        let ctx = nubo_network::service::Ctx { project: project.to_string(), admin: false, member: true };
+        let ctx = nubo_network::service::Ctx {
+            project: project.to_string(),
+            admin: false,
+            member: true,
+        };
         let page = self
             .network
-            .list_networks(&ctx, &nubo_network::query::ListParams::default(), &nubo_network::query::LinkBase { url: "" })
+            .list_networks(
+                &ctx,
+                &nubo_network::query::ListParams::default(),
+                &nubo_network::query::LinkBase { url: "" },
+            )
             .await?;
         Ok(page
             .items
@@ -611,12 +830,18 @@ impl ComputeService {
         if let Some((h, g)) = generation {
             self.signal_host(&h, g);
         }
-        self.network.release_server_port(&port.port_id, port.created).await
+        self.network
+            .release_server_port(&port.port_id, port.created)
+            .await
     }
 
     // ----- instance actions -----
 
-    pub async fn instance_actions(&self, caller: &Caller, id: &str) -> Result<Vec<store::actions::ActionRow>> {
+    pub async fn instance_actions(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<Vec<store::actions::ActionRow>> {
         self.visible_server(caller, id).await?;
         let mut conn = self.read().await?;
         store::actions::list(&mut conn, id).await

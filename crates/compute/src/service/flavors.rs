@@ -126,7 +126,9 @@ impl ComputeService {
             None | Some("asc") => false,
             Some("desc") => true,
             Some(other) => {
-                return Err(Error::bad_request(format!("Invalid sort direction: {other}")))
+                return Err(Error::bad_request(format!(
+                    "Invalid sort direction: {other}"
+                )))
             }
         };
         out.sort_by(|a, b| {
@@ -148,9 +150,10 @@ impl ComputeService {
             }
         });
         if let Some(marker) = &q.marker {
-            let at = out.iter().position(|f| &f.id == marker).ok_or_else(|| {
-                Error::bad_request(format!("marker [{marker}] not found"))
-            })?;
+            let at = out
+                .iter()
+                .position(|f| &f.id == marker)
+                .ok_or_else(|| Error::bad_request(format!("marker [{marker}] not found")))?;
             out.drain(..=at);
         }
         if let Some(limit) = q.limit {
@@ -190,9 +193,9 @@ impl ComputeService {
                 None | Some(Value::Null) => Err(invalid(key)),
                 Some(v) => {
                     let n = match v {
-                        Value::Number(n) => n.as_i64().or_else(|| {
-                            n.as_f64().filter(|x| x.fract() == 0.0).map(|x| x as i64)
-                        }),
+                        Value::Number(n) => n
+                            .as_i64()
+                            .or_else(|| n.as_f64().filter(|x| x.fract() == 0.0).map(|x| x as i64)),
                         Value::String(s) => s.trim().parse::<i64>().ok(),
                         _ => None,
                     };
@@ -262,7 +265,9 @@ impl ComputeService {
             created_at: now(),
         };
         if store::flavors::get(&self.db, &id).await?.is_some() {
-            return Err(Error::conflict(format!("Flavor with ID {id} already exists.")));
+            return Err(Error::conflict(format!(
+                "Flavor with ID {id} already exists."
+            )));
         }
         store::flavors::insert(&self.db, &row).await.map_err(|e| {
             if nubo_common::db::is_unique_violation(&e) {
@@ -275,7 +280,12 @@ impl ComputeService {
     }
 
     /// `PUT /flavors/{id}` (2.55, admin): only the description changes.
-    pub async fn update_flavor(&self, caller: &Caller, id: &str, body: &Value) -> Result<FlavorRow> {
+    pub async fn update_flavor(
+        &self,
+        caller: &Caller,
+        id: &str,
+        body: &Value,
+    ) -> Result<FlavorRow> {
         require_admin(caller, "os_compute_api:os-flavor-manage:update")?;
         let f = body
             .get("flavor")
@@ -315,9 +325,7 @@ impl ComputeService {
     pub async fn extra_spec(&self, caller: &Caller, id: &str, key: &str) -> Result<String> {
         let specs = self.extra_specs(caller, id).await?;
         specs.get(key).cloned().ok_or_else(|| {
-            Error::not_found(format!(
-                "Flavor {id} has no extra specs with key {key}."
-            ))
+            Error::not_found(format!("Flavor {id} has no extra specs with key {key}."))
         })
     }
 
@@ -407,9 +415,7 @@ impl ComputeService {
             .await?
             .ok_or_else(|| flavor_not_found(id))?;
         if f.is_public {
-            return Err(Error::conflict(
-                "Can not add access to a public flavor.",
-            ));
+            return Err(Error::conflict("Can not add access to a public flavor."));
         }
         if !store::flavors::add_access(&self.db, id, project).await? {
             return Err(Error::conflict(format!(
@@ -425,7 +431,10 @@ impl ComputeService {
         id: &str,
         project: &str,
     ) -> Result<Vec<String>> {
-        require_admin(caller, "os_compute_api:os-flavor-access:remove_tenant_access")?;
+        require_admin(
+            caller,
+            "os_compute_api:os-flavor-access:remove_tenant_access",
+        )?;
         store::flavors::get(&self.db, id)
             .await?
             .ok_or_else(|| flavor_not_found(id))?;

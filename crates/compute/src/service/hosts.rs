@@ -54,7 +54,11 @@ pub(crate) fn desired_of(r: &ServerRow) -> DesiredServer {
 
 impl ComputeService {
     /// `PUT /internal/v1/hosts/{host}`.
-    pub async fn register_host(&self, name: &str, reg: &HostRegistration) -> Result<HostRegistered> {
+    pub async fn register_host(
+        &self,
+        name: &str,
+        reg: &HostRegistration,
+    ) -> Result<HostRegistered> {
         if name.is_empty() || name.len() > 255 {
             return Err(Error::bad_request("bad host name"));
         }
@@ -84,10 +88,17 @@ impl ComputeService {
         };
         let mut tx = self.write().await?;
         store::hosts::upsert(&mut tx, &row).await?;
-        let stored = store::hosts::get(&mut tx, name).await?.ok_or_else(|| Error::internal("host vanished"))?;
+        let stored = store::hosts::get(&mut tx, name)
+            .await?
+            .ok_or_else(|| Error::internal("host vanished"))?;
         tx.commit().await?;
         self.signal_host(name, stored.generation);
-        tracing::info!(host = name, vcpus = reg.vcpus, memory_mb = reg.memory_mb, "host registered");
+        tracing::info!(
+            host = name,
+            vcpus = reg.vcpus,
+            memory_mb = reg.memory_mb,
+            "host registered"
+        );
         Ok(HostRegistered {
             host_id: stored.id,
             heartbeat_interval: self.settings.heartbeat_interval.as_secs(),
@@ -95,7 +106,12 @@ impl ComputeService {
     }
 
     /// The desired state of `host`, once its generation passes `after` (or after `wait`).
-    pub async fn desired_state(&self, host: &str, after: i64, wait: Duration) -> Result<DesiredHost> {
+    pub async fn desired_state(
+        &self,
+        host: &str,
+        after: i64,
+        wait: Duration,
+    ) -> Result<DesiredHost> {
         let mut rx = self.watch_host(host);
         let deadline = tokio::time::Instant::now() + wait.min(Duration::from_secs(60));
         loop {
@@ -129,7 +145,11 @@ impl ComputeService {
     }
 
     /// `POST /internal/v1/hosts/{host}/observed`: the heartbeat, and the state machine moves.
-    pub async fn observe(self: &std::sync::Arc<Self>, host: &str, report: &ObservedHost) -> Result<()> {
+    pub async fn observe(
+        self: &std::sync::Arc<Self>,
+        host: &str,
+        report: &ObservedHost,
+    ) -> Result<()> {
         let now = now();
         let mut tx = self.write().await?;
         if !store::hosts::heartbeat(&mut tx, host, &now).await? {
@@ -171,12 +191,24 @@ impl ComputeService {
                         details: None,
                         created: now.clone(),
                     });
-                    store::actions::finish(&mut tx, &row.id, "Error", Some("Error"), Some(&f.reason), &now).await?;
+                    store::actions::finish(
+                        &mut tx,
+                        &row.id,
+                        "Error",
+                        Some("Error"),
+                        Some(&f.reason),
+                        &now,
+                    )
+                    .await?;
                 }
             }
             if let Some(o) = observed {
                 row.power_state = o.power_state as i64;
-                row.observed_reason = if row.vm_state == "building" { row.observed_reason.clone() } else { o.reason.clone() };
+                row.observed_reason = if row.vm_state == "building" {
+                    row.observed_reason.clone()
+                } else {
+                    o.reason.clone()
+                };
                 row.applied_reboot_seq = row.applied_reboot_seq.max(o.applied_reboot_seq as i64);
                 row.applied_respawn_seq = row.applied_respawn_seq.max(o.applied_respawn_seq as i64);
                 let running = o.power_state == 1;
@@ -217,14 +249,20 @@ impl ComputeService {
                         if (want == DesiredPower::Running && running)
                             || (want == DesiredPower::Shutdown && o.power_state == 4)
                         {
-                            row.vm_state = if running { "active".into() } else { "stopped".into() };
+                            row.vm_state = if running {
+                                "active".into()
+                            } else {
+                                "stopped".into()
+                            };
                             if let Some(old) = row.old_disk.take() {
                                 old_disks.push(old);
                             }
                             done = true;
                         }
                     }
-                    Some("image_uploading") if row.applied_respawn_seq >= row.respawn_seq && running => {
+                    Some("image_uploading")
+                        if row.applied_respawn_seq >= row.respawn_seq && running =>
+                    {
                         done = true;
                     }
                     None => {
@@ -260,7 +298,14 @@ impl ComputeService {
             // No create task owns it (the API restarted): fail it here.
             let this = self.clone();
             tokio::spawn(async move {
-                let _ = this.fail_build(&id, 500, &format!("Build of instance {id} aborted: {reason}"), None).await;
+                let _ = this
+                    .fail_build(
+                        &id,
+                        500,
+                        &format!("Build of instance {id} aborted: {reason}"),
+                        None,
+                    )
+                    .await;
             });
         }
         for id in to_finalize {
@@ -278,7 +323,12 @@ impl ComputeService {
     }
 
     /// `POST /internal/v1/requests/{id}`.
-    pub async fn answer_request(&self, id: &str, output: Option<&str>, error: Option<&str>) -> Result<()> {
+    pub async fn answer_request(
+        &self,
+        id: &str,
+        output: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<()> {
         store::requests::answer(&self.db, id, output, error).await?;
         self.signal_server(id);
         Ok(())
@@ -292,8 +342,18 @@ impl ComputeService {
 
     // ----- os-hypervisors -----
 
-    fn hypervisor_view(&self, h: &super::scheduler::HostState, detail: bool, mv: crate::microversion::Microversion, servers: Option<Vec<Value>>) -> Value {
-        let id = if mv.at_least(53) { json!(h.host.id) } else { json!(h.host.seq) };
+    fn hypervisor_view(
+        &self,
+        h: &super::scheduler::HostState,
+        detail: bool,
+        mv: crate::microversion::Microversion,
+        servers: Option<Vec<Value>>,
+    ) -> Value {
+        let id = if mv.at_least(53) {
+            json!(h.host.id)
+        } else {
+            json!(h.host.seq)
+        };
         let up = self.is_up(&h.host);
         let mut v = json!({
             "id": id,
@@ -333,7 +393,14 @@ impl ComputeService {
         v
     }
 
-    pub async fn list_hypervisors(&self, caller: &Caller, detail: bool, mv: crate::microversion::Microversion, pattern: Option<&str>, with_servers: bool) -> Result<Vec<Value>> {
+    pub async fn list_hypervisors(
+        &self,
+        caller: &Caller,
+        detail: bool,
+        mv: crate::microversion::Microversion,
+        pattern: Option<&str>,
+        with_servers: bool,
+    ) -> Result<Vec<Value>> {
         require_admin(caller, "os_compute_api:os-hypervisors:list")?;
         let hosts = self.hosts_with_usage().await?;
         let mut out = Vec::new();
@@ -346,29 +413,54 @@ impl ComputeService {
             let servers = if with_servers {
                 let mut conn = self.read().await?;
                 let rows = store::servers::on_host(&mut conn, &h.host.name).await?;
-                Some(rows.iter().map(|r| json!({"uuid": r.id, "name": format!("instance-{:08x}", r.seq)})).collect())
+                Some(
+                    rows.iter()
+                        .map(|r| json!({"uuid": r.id, "name": format!("instance-{:08x}", r.seq)}))
+                        .collect(),
+                )
             } else {
                 None
             };
             out.push(self.hypervisor_view(h, detail, mv, servers));
         }
         if pattern.is_some() && out.is_empty() {
-            return Err(Error::not_found(format!("No hypervisor matching '{}' could be found.", pattern.unwrap_or_default())));
+            return Err(Error::not_found(format!(
+                "No hypervisor matching '{}' could be found.",
+                pattern.unwrap_or_default()
+            )));
         }
         Ok(out)
     }
 
-    pub async fn get_hypervisor(&self, caller: &Caller, id: &str, mv: crate::microversion::Microversion, with_servers: bool) -> Result<Value> {
+    pub async fn get_hypervisor(
+        &self,
+        caller: &Caller,
+        id: &str,
+        mv: crate::microversion::Microversion,
+        with_servers: bool,
+    ) -> Result<Value> {
         require_admin(caller, "os_compute_api:os-hypervisors:show")?;
         let hosts = self.hosts_with_usage().await?;
         let h = hosts
             .iter()
-            .find(|h| if mv.at_least(53) { h.host.id == id } else { h.host.seq.to_string() == id })
-            .ok_or_else(|| Error::not_found(format!("Hypervisor with ID {id} could not be found.")))?;
+            .find(|h| {
+                if mv.at_least(53) {
+                    h.host.id == id
+                } else {
+                    h.host.seq.to_string() == id
+                }
+            })
+            .ok_or_else(|| {
+                Error::not_found(format!("Hypervisor with ID {id} could not be found."))
+            })?;
         let servers = if with_servers {
             let mut conn = self.read().await?;
             let rows = store::servers::on_host(&mut conn, &h.host.name).await?;
-            Some(rows.iter().map(|r| json!({"uuid": r.id, "name": format!("instance-{:08x}", r.seq)})).collect())
+            Some(
+                rows.iter()
+                    .map(|r| json!({"uuid": r.id, "name": format!("instance-{:08x}", r.seq)}))
+                    .collect(),
+            )
         } else {
             None
         };
@@ -378,7 +470,8 @@ impl ComputeService {
     pub async fn hypervisor_statistics(&self, caller: &Caller) -> Result<Value> {
         require_admin(caller, "os_compute_api:os-hypervisors:statistics")?;
         let hosts = self.hosts_with_usage().await?;
-        let sum = |f: &dyn Fn(&super::scheduler::HostState) -> i64| hosts.iter().map(f).sum::<i64>();
+        let sum =
+            |f: &dyn Fn(&super::scheduler::HostState) -> i64| hosts.iter().map(f).sum::<i64>();
         Ok(json!({"hypervisor_statistics": {
             "count": hosts.len(),
             "vcpus": sum(&|h| h.host.vcpus),
@@ -414,7 +507,13 @@ impl ComputeService {
         v
     }
 
-    pub async fn list_services(&self, caller: &Caller, mv: crate::microversion::Microversion, host: Option<&str>, binary: Option<&str>) -> Result<Vec<Value>> {
+    pub async fn list_services(
+        &self,
+        caller: &Caller,
+        mv: crate::microversion::Microversion,
+        host: Option<&str>,
+        binary: Option<&str>,
+    ) -> Result<Vec<Value>> {
         require_admin(caller, "os_compute_api:os-services:list")?;
         let mut conn = self.read().await?;
         let hosts = store::hosts::list(&mut conn).await?;
@@ -427,13 +526,25 @@ impl ComputeService {
     }
 
     /// `PUT /os-services/{id}` (2.53+) and the older `PUT /os-services/enable|disable|force-down`.
-    pub async fn update_service(&self, caller: &Caller, mv: crate::microversion::Microversion, id: Option<&str>, host: Option<&str>, status: Option<&str>, reason: Option<&str>, forced_down: Option<bool>) -> Result<Value> {
+    pub async fn update_service(
+        &self,
+        caller: &Caller,
+        mv: crate::microversion::Microversion,
+        id: Option<&str>,
+        host: Option<&str>,
+        status: Option<&str>,
+        reason: Option<&str>,
+        forced_down: Option<bool>,
+    ) -> Result<Value> {
         require_admin(caller, "os_compute_api:os-services:update")?;
         let mut tx = self.write().await?;
         let hosts = store::hosts::list(&mut tx).await?;
         let h = hosts
             .iter()
-            .find(|h| id.is_some_and(|i| h.id == i || h.seq.to_string() == i) || host.is_some_and(|x| h.name == x))
+            .find(|h| {
+                id.is_some_and(|i| h.id == i || h.seq.to_string() == i)
+                    || host.is_some_and(|x| h.name == x)
+            })
             .cloned()
             .ok_or_else(|| Error::not_found("Service not found."))?;
         let now = now();
@@ -441,14 +552,27 @@ impl ComputeService {
             let enabled = match status {
                 "enabled" => true,
                 "disabled" => false,
-                _ => return Err(Error::bad_request(format!("Invalid input for field/attribute status. Value: {status}."))),
+                _ => {
+                    return Err(Error::bad_request(format!(
+                        "Invalid input for field/attribute status. Value: {status}."
+                    )))
+                }
             };
-            store::hosts::set_status(&mut tx, &h.name, enabled, if enabled { None } else { reason }, &now).await?;
+            store::hosts::set_status(
+                &mut tx,
+                &h.name,
+                enabled,
+                if enabled { None } else { reason },
+                &now,
+            )
+            .await?;
         }
         if let Some(down) = forced_down {
             store::hosts::set_forced_down(&mut tx, &h.name, down, &now).await?;
         }
-        let updated = store::hosts::get(&mut tx, &h.name).await?.ok_or_else(|| Error::not_found("Service not found."))?;
+        let updated = store::hosts::get(&mut tx, &h.name)
+            .await?
+            .ok_or_else(|| Error::not_found("Service not found."))?;
         tx.commit().await?;
         Ok(self.service_view(&updated, mv))
     }
@@ -463,7 +587,9 @@ impl ComputeService {
             .cloned()
             .ok_or_else(|| Error::not_found(format!("Service {id} not found.")))?;
         if !store::servers::on_host(&mut tx, &h.name).await?.is_empty() {
-            return Err(Error::conflict("Unable to delete compute service that is hosting instances."));
+            return Err(Error::conflict(
+                "Unable to delete compute service that is hosting instances.",
+            ));
         }
         store::hosts::delete(&mut tx, &h.name).await?;
         tx.commit().await
@@ -478,13 +604,19 @@ impl ComputeService {
         }
         let mut conn = self.read().await?;
         let hosts = store::hosts::list(&mut conn).await?;
-        let mut zones: std::collections::BTreeMap<String, Vec<&HostRow>> = std::collections::BTreeMap::new();
+        let mut zones: std::collections::BTreeMap<String, Vec<&HostRow>> =
+            std::collections::BTreeMap::new();
         for h in &hosts {
-            zones.entry(h.availability_zone.clone()).or_default().push(h);
+            zones
+                .entry(h.availability_zone.clone())
+                .or_default()
+                .push(h);
         }
         let mut out = Vec::new();
         if detail {
-            out.push(json!({"zoneName": "internal", "zoneState": {"available": true}, "hosts": {}}));
+            out.push(
+                json!({"zoneName": "internal", "zoneState": {"available": true}, "hosts": {}}),
+            );
         }
         for (zone, hs) in zones {
             let available = hs.iter().any(|h| self.is_up(h) && h.enabled);
@@ -501,37 +633,57 @@ impl ComputeService {
             } else {
                 Value::Null
             };
-            out.push(json!({"zoneName": zone, "zoneState": {"available": available}, "hosts": hosts_v}));
+            out.push(
+                json!({"zoneName": zone, "zoneState": {"available": available}, "hosts": hosts_v}),
+            );
         }
         Ok(json!({"availabilityZoneInfo": out}))
     }
 
     // ----- os-simple-tenant-usage -----
 
-    pub async fn tenant_usage(&self, caller: &Caller, project: Option<&str>, start: Option<&str>, end: Option<&str>, detailed: bool) -> Result<Value> {
+    pub async fn tenant_usage(
+        &self,
+        caller: &Caller,
+        project: Option<&str>,
+        start: Option<&str>,
+        end: Option<&str>,
+        detailed: bool,
+    ) -> Result<Value> {
         require_reader(caller)?;
         match project {
             None => require_admin(caller, "os_compute_api:os-simple-tenant-usage:list")?,
-            Some(p) if caller.project_id() != Some(p) => require_admin(caller, "os_compute_api:os-simple-tenant-usage:show")?,
+            Some(p) if caller.project_id() != Some(p) => {
+                require_admin(caller, "os_compute_api:os-simple-tenant-usage:show")?
+            }
             _ => {}
         }
-        let parse = |t: Option<&str>, default: chrono::DateTime<chrono::Utc>| -> Result<chrono::DateTime<chrono::Utc>> {
+        let parse = |t: Option<&str>,
+                     default: chrono::DateTime<chrono::Utc>|
+         -> Result<chrono::DateTime<chrono::Utc>> {
             match t {
                 None => Ok(default),
-                Some(t) => nubo_common::time::parse(t).ok_or_else(|| Error::bad_request(format!("Invalid start time. The start time cannot occur after the end time. {t}"))),
+                Some(t) => nubo_common::time::parse(t).ok_or_else(|| {
+                    Error::bad_request(format!(
+                        "Invalid start time. The start time cannot occur after the end time. {t}"
+                    ))
+                }),
             }
         };
         let now_t = chrono::Utc::now();
         let start_t = parse(start, now_t)?;
         let end_t = parse(end, now_t)?;
         if start_t > end_t {
-            return Err(Error::bad_request("Invalid start time. The start time cannot occur after the end time."));
+            return Err(Error::bad_request(
+                "Invalid start time. The start time cannot occur after the end time.",
+            ));
         }
         let rows = {
             let mut conn = self.read().await?;
             store::servers::list(&mut conn, project).await?
         };
-        let mut by_project: std::collections::BTreeMap<String, Vec<&ServerRow>> = std::collections::BTreeMap::new();
+        let mut by_project: std::collections::BTreeMap<String, Vec<&ServerRow>> =
+            std::collections::BTreeMap::new();
         for r in &rows {
             let created = nubo_common::time::parse(&r.created_at).unwrap_or(now_t);
             if created <= end_t {
@@ -572,7 +724,9 @@ impl ComputeService {
             usages.push(u);
         }
         Ok(match project {
-            Some(_) => json!({"tenant_usage": usages.into_iter().next().unwrap_or_else(|| json!({}))}),
+            Some(_) => {
+                json!({"tenant_usage": usages.into_iter().next().unwrap_or_else(|| json!({}))})
+            }
             None => json!({"tenant_usages": usages}),
         })
     }

@@ -50,27 +50,60 @@ pub fn fingerprint(public_key: &str) -> Result<String> {
         .join(":"))
 }
 
-/// The SHA-1 fingerprint of a PEM certificate (x509 keypairs).
-fn x509_fingerprint(pem: &str) -> Result<String> {
+/// The SHA-1 fingerprint of a PEM certificate (x509 keypairs), as `openssl x509 -fingerprint`
+/// computes it.
+async fn x509_fingerprint(pem: &str) -> Result<String> {
+    use tokio::io::AsyncWriteExt;
     let invalid = || Error::bad_request("Keypair data is invalid: failed to generate fingerprint");
-    let body: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect::<Vec<_>>()
-        .join("");
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body.trim())
-        .map_err(|_| invalid())?;
-    if der.is_empty() {
+    let mut child = tokio::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| Error::internal(format!("openssl: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(pem.as_bytes()).await?;
+    }
+    let out = child.wait_with_output().await?;
+    if !out.status.success() {
         return Err(invalid());
     }
-    use sha2::Sha256;
-    let digest = Sha256::digest(&der);
-    Ok(digest[..20]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":"))
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fp = text.trim().rsplit('=').next().ok_or_else(invalid)?;
+    Ok(fp.to_ascii_lowercase())
+}
+
+/// Generates a self-signed certificate and its key with `openssl`: (private PEM, cert PEM).
+async fn generate_x509(name: &str) -> Result<(String, String)> {
+    let dir = tempfile_dir()?;
+    let key = dir.join("key.pem");
+    let cert = dir.join("cert.pem");
+    let output = tokio::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
+        ])
+        .arg(format!("/CN={}", name.replace('/', "_")))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .await
+        .map_err(|e| Error::internal(format!("openssl: {e}")))?;
+    let result = if output.status.success() {
+        Ok((
+            std::fs::read_to_string(&key)?,
+            std::fs::read_to_string(&cert)?,
+        ))
+    } else {
+        Err(Error::internal(format!(
+            "openssl failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )))
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 /// Generates an RSA key pair with `ssh-keygen`: (private PEM, public OpenSSH line).
@@ -181,16 +214,17 @@ impl ComputeService {
                 "Keypair data is invalid: Keypair name contains unsafe characters",
             ));
         }
-        let limit = self.quota_limit(&owner_project(caller), "key_pairs").await?;
+        let limit = self
+            .quota_limit(&owner_project(caller), "key_pairs")
+            .await?;
         if limit >= 0 && store::keypairs::count(&self.db, &owner).await? >= limit {
             return Err(Error::forbidden("Quota exceeded, too many key pairs."));
         }
         let (public_key, private_key) = match new.public_key.as_deref() {
             Some(k) => (k.trim().to_string(), None),
             None if new.kind == "x509" => {
-                return Err(Error::bad_request(
-                    "Keypair data is invalid: x509 keypairs must be imported",
-                ))
+                let (private, cert) = generate_x509(&name).await?;
+                (cert, Some(private))
             }
             None => {
                 let (private, public) = generate(&name).await?;
@@ -198,7 +232,7 @@ impl ComputeService {
             }
         };
         let fp = if new.kind == "x509" {
-            x509_fingerprint(&public_key)?
+            x509_fingerprint(&public_key).await?
         } else {
             fingerprint(&public_key)?
         };
@@ -250,10 +284,14 @@ mod tests {
     #[test]
     fn fingerprints_match_nova() {
         // ssh-keygen -l -E md5 of this key prints this fingerprint.
-        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHemCESQqlZf12czC6OL3cpN9wat57FiskuNuxHD6HAG k1";
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHemCESQqlZf12czC6OL3cpN9wat57FiskuNuxHD6HAG k1";
         let fp = fingerprint(key).unwrap();
         assert_eq!(fp.len(), 47);
         assert!(fingerprint("ssh-rsa notbase64!").is_err());
-        assert!(fingerprint("ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIHemCESQqlZf12czC6OL3cpN9wat57FiskuNuxHD6HAG").is_err());
+        assert!(fingerprint(
+            "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIHemCESQqlZf12czC6OL3cpN9wat57FiskuNuxHD6HAG"
+        )
+        .is_err());
     }
 }

@@ -25,12 +25,28 @@ use crate::store;
 use crate::store::servers::ServerRow;
 
 const OPENSTACK_VERSIONS: &[&str] = &[
-    "2012-08-10", "2013-04-04", "2013-10-17", "2015-10-15", "2016-06-30", "2016-10-06",
-    "2017-02-22", "2018-08-27", "2020-10-14", "latest",
+    "2012-08-10",
+    "2013-04-04",
+    "2013-10-17",
+    "2015-10-15",
+    "2016-06-30",
+    "2016-10-06",
+    "2017-02-22",
+    "2018-08-27",
+    "2020-10-14",
+    "latest",
 ];
 const EC2_VERSIONS: &[&str] = &[
-    "1.0", "2007-01-19", "2007-03-01", "2007-08-29", "2007-10-10", "2007-12-15", "2008-02-01",
-    "2008-09-01", "2009-04-04", "latest",
+    "1.0",
+    "2007-01-19",
+    "2007-03-01",
+    "2007-08-29",
+    "2007-10-10",
+    "2007-12-15",
+    "2008-02-01",
+    "2008-09-01",
+    "2009-04-04",
+    "latest",
 ];
 
 /// The signature the proxy sends for `instance_id`.
@@ -176,7 +192,10 @@ impl ComputeService {
                 "network_data.json" => Ok(json_answer(&self.network_data_json(row))),
                 "vendor_data.json" | "vendor_data2.json" => Ok(json_answer(&json!({}))),
                 "user_data" => Self::user_data_bytes(row)
-                    .map(|b| MetaAnswer { content_type: "text/plain", body: b })
+                    .map(|b| MetaAnswer {
+                        content_type: "text/plain",
+                        body: b,
+                    })
                     .ok_or_else(not_found),
                 _ => Err(not_found()),
             },
@@ -186,9 +205,14 @@ impl ComputeService {
                 "meta-data/"
             })),
             [v, "user-data"] if EC2_VERSIONS.contains(v) => Self::user_data_bytes(row)
-                .map(|b| MetaAnswer { content_type: "text/plain", body: b })
+                .map(|b| MetaAnswer {
+                    content_type: "text/plain",
+                    body: b,
+                })
                 .ok_or_else(not_found),
-            [v, "meta-data", rest @ ..] if EC2_VERSIONS.contains(v) => self.ec2(row, rest, trailing),
+            [v, "meta-data", rest @ ..] if EC2_VERSIONS.contains(v) => {
+                self.ec2(row, rest, trailing)
+            }
             _ => Err(not_found()),
         }
     }
@@ -205,14 +229,29 @@ impl ComputeService {
         match rest {
             [] => Ok(text(
                 [
-                    "ami-id", "ami-launch-index", "ami-manifest-path", "block-device-mapping/",
-                    "hostname", "instance-action", "instance-id", "instance-type", "local-hostname",
-                    "local-ipv4", "placement/", "public-hostname", "public-ipv4", "public-keys/",
-                    "reservation-id", "security-groups",
+                    "ami-id",
+                    "ami-launch-index",
+                    "ami-manifest-path",
+                    "block-device-mapping/",
+                    "hostname",
+                    "instance-action",
+                    "instance-id",
+                    "instance-type",
+                    "local-hostname",
+                    "local-ipv4",
+                    "placement/",
+                    "public-hostname",
+                    "public-ipv4",
+                    "public-keys/",
+                    "reservation-id",
+                    "security-groups",
                 ]
                 .join("\n"),
             )),
-            ["ami-id"] => Ok(text(format!("ami-{}", &row.image_ref.chars().take(8).collect::<String>()))),
+            ["ami-id"] => Ok(text(format!(
+                "ami-{}",
+                &row.image_ref.chars().take(8).collect::<String>()
+            ))),
             ["ami-launch-index"] => Ok(text(row.launch_index.to_string())),
             ["ami-manifest-path"] => Ok(text("FIXME")),
             ["block-device-mapping"] => Ok(text("ami\nroot")),
@@ -235,11 +274,9 @@ impl ComputeService {
                 None => Err(not_found()),
             },
             ["public-keys", "0"] if row.key_data.is_some() => Ok(text("openssh-key")),
-            ["public-keys", "0", "openssh-key"] => row
-                .key_data
-                .clone()
-                .map(text)
-                .ok_or_else(not_found),
+            ["public-keys", "0", "openssh-key"] => {
+                row.key_data.clone().map(text).ok_or_else(not_found)
+            }
             _ => Err(not_found()),
         }
     }
@@ -269,7 +306,10 @@ impl ComputeService {
             "instance-id": format!("i-{:08x}", row.seq),
             "public-keys": row.key_data.as_ref().map(|k| json!({"0": {"openssh-key": k}})),
         });
-        files.push(("ec2/latest/meta-data.json".into(), b64(&serde_json::to_vec(&ec2).unwrap_or_default())));
+        files.push((
+            "ec2/latest/meta-data.json".into(),
+            b64(&serde_json::to_vec(&ec2).unwrap_or_default()),
+        ));
         if let Some(u) = Self::user_data_bytes(&row) {
             files.push(("ec2/latest/user-data".into(), b64(&u)));
         }
@@ -285,6 +325,9 @@ mod tests {
     fn signature_is_hex_hmac_sha256() {
         let sig = sign_instance_id("secret", "0e44cc9c-e052-415d-afbf-469b0d384170");
         assert_eq!(sig.len(), 64);
-        assert_ne!(sig, sign_instance_id("other", "0e44cc9c-e052-415d-afbf-469b0d384170"));
+        assert_ne!(
+            sig,
+            sign_instance_id("other", "0e44cc9c-e052-415d-afbf-469b0d384170")
+        );
     }
 }

@@ -222,7 +222,10 @@ impl ComputeService {
         abs.insert("totalInstancesUsed".into(), json!(get(&u, "instances")));
         abs.insert("totalServerGroupsUsed".into(), json!(0));
         if !mv.at_least(36) {
-            abs.insert("maxSecurityGroups".into(), json!(get(&l, "security_groups")));
+            abs.insert(
+                "maxSecurityGroups".into(),
+                json!(get(&l, "security_groups")),
+            );
             abs.insert(
                 "maxSecurityGroupRules".into(),
                 json!(get(&l, "security_group_rules")),

@@ -51,7 +51,10 @@ impl ComputeService {
     }
 
     /// Every host with its usage.
-    pub(crate) async fn host_states(&self, conn: &mut sqlx::SqliteConnection) -> Result<Vec<HostState>> {
+    pub(crate) async fn host_states(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+    ) -> Result<Vec<HostState>> {
         let hosts = store::hosts::list(conn).await?;
         let usage = store::servers::usage_by_host(conn).await?;
         Ok(hosts

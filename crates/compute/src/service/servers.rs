@@ -66,6 +66,7 @@ pub struct CreateRequest {
     pub access_ipv4: String,
     pub access_ipv6: String,
     pub admin_pass: Option<String>,
+    pub disk_config: String,
 }
 
 /// What create answers.
@@ -301,15 +302,13 @@ pub fn parse_create(body: &Value, mv: Microversion) -> Result<CreateRequest> {
     };
     let (availability_zone, forced_host) = match s.get("availability_zone") {
         None | Some(Value::Null) => (None, None),
-        Some(Value::String(az)) if !az.is_empty() && az.len() <= 255 => {
-            match az.split_once(':') {
-                Some((zone, host)) => (
-                    (!zone.is_empty()).then(|| zone.to_string()),
-                    (!host.is_empty()).then(|| host.split(':').next().unwrap_or(host).to_string()),
-                ),
-                None => (Some(az.clone()), None),
-            }
-        }
+        Some(Value::String(az)) if !az.is_empty() && az.len() <= 255 => match az.split_once(':') {
+            Some((zone, host)) => (
+                (!zone.is_empty()).then(|| zone.to_string()),
+                (!host.is_empty()).then(|| host.split(':').next().unwrap_or(host).to_string()),
+            ),
+            None => (Some(az.clone()), None),
+        },
         Some(_) => return Err(invalid("availability_zone")),
     };
     let security_groups = match s.get("security_groups") {
@@ -352,7 +351,9 @@ pub fn parse_create(body: &Value, mv: Microversion) -> Result<CreateRequest> {
     let description = match s.get("description") {
         None | Some(Value::Null) => None,
         Some(Value::String(d)) if mv.at_least(19) && d.chars().count() <= 255 => {
-            if d.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+            if d.chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+            {
                 return Err(invalid("description"));
             }
             Some(d.clone())
@@ -381,25 +382,24 @@ pub fn parse_create(body: &Value, mv: Microversion) -> Result<CreateRequest> {
     let ip = |k: &str, v6: bool| -> Result<String> {
         match s.get(k) {
             None | Some(Value::Null) => Ok(String::new()),
-            Some(Value::String(a)) => {
-                let ok = match a.parse::<std::net::IpAddr>() {
-                    Ok(std::net::IpAddr::V4(_)) => !v6,
-                    Ok(std::net::IpAddr::V6(_)) => v6,
-                    Err(_) => false,
-                };
-                if ok {
-                    Ok(a.clone())
-                } else {
-                    Err(invalid(k))
-                }
-            }
+            Some(Value::String(a)) => match a.parse::<std::net::IpAddr>() {
+                Ok(ip @ std::net::IpAddr::V4(_)) if !v6 => Ok(ip.to_string()),
+                Ok(ip @ std::net::IpAddr::V6(_)) if v6 => Ok(ip.to_string()),
+                _ => Err(invalid(k)),
+            },
             Some(_) => Err(invalid(k)),
         }
     };
     let access_ipv4 = ip("accessIPv4", false)?;
     let access_ipv6 = ip("accessIPv6", true)?;
     let admin_pass = s.get("adminPass").and_then(Value::as_str).map(String::from);
+    let disk_config = match s.get("OS-DCF:diskConfig") {
+        None | Some(Value::Null) => "MANUAL".to_string(),
+        Some(Value::String(d)) if d == "AUTO" || d == "MANUAL" => d.clone(),
+        Some(_) => return Err(invalid("OS-DCF:diskConfig")),
+    };
     Ok(CreateRequest {
+        disk_config,
         name,
         image_id,
         flavor_id,
@@ -529,7 +529,12 @@ impl ComputeService {
 
     /// Turns the requested networks into a concrete NIC list (validating every network and
     /// port now, so the create call answers with the error).
-    async fn resolve_networks(&self, project: &str, networks: &Value, count: i64) -> Result<Vec<NicRequest>> {
+    async fn resolve_networks(
+        &self,
+        project: &str,
+        networks: &Value,
+        count: i64,
+    ) -> Result<Vec<NicRequest>> {
         let ctx = nubo_network::service::Ctx {
             project: project.to_string(),
             admin: false,
@@ -643,7 +648,12 @@ impl ComputeService {
             }
             Err(e) => return Err(Error::bad_request(e.message)),
         };
-        let image_size = boot.image.virtual_size.or(boot.image.size).unwrap_or(0).max(0) as u64;
+        let image_size = boot
+            .image
+            .virtual_size
+            .or(boot.image.size)
+            .unwrap_or(0)
+            .max(0) as u64;
         if flavor.root_gb > 0 && (flavor.root_gb as u64) * GIB < image_size {
             return Err(Error::bad_request(
                 "Flavor's disk is too small for requested image.",
@@ -671,7 +681,8 @@ impl ComputeService {
         if let Some(az) = &req.availability_zone {
             let mut conn = self.read().await?;
             let hosts = store::hosts::list(&mut conn).await?;
-            if !hosts.iter().any(|h| &h.availability_zone == az) && az != &self.settings.default_az {
+            if !hosts.iter().any(|h| &h.availability_zone == az) && az != &self.settings.default_az
+            {
                 return Err(Error::bad_request(format!(
                     "The requested availability zone is not available"
                 )));
@@ -703,7 +714,7 @@ impl ComputeService {
         };
         let reservation_id = format!("r-{}", &nubo_common::ids::new_hex_id()[..8]);
         let admin_pass = req.admin_pass.clone().unwrap_or_else(random_password);
-        let security_groups = if req.security_groups.is_empty() && !nics.is_empty() {
+        let security_groups = if req.security_groups.is_empty() {
             vec!["default".to_string()]
         } else {
             req.security_groups.clone()
@@ -711,7 +722,8 @@ impl ComputeService {
         // Quota and rows, in one transaction.
         let limits = self.limits_of(&project).await?;
         let mut tx = self.write().await?;
-        let (used_n, used_cores, used_ram) = store::servers::project_usage(&mut tx, &project).await?;
+        let (used_n, used_cores, used_ram) =
+            store::servers::project_usage(&mut tx, &project).await?;
         let fits = |n: i64| -> Option<(&'static str, i64, i64, i64)> {
             for (res, used, each) in [
                 ("instances", used_n, 1),
@@ -796,6 +808,7 @@ impl ComputeService {
                 created_at: now.clone(),
                 updated_at: now.clone(),
                 launched_at: None,
+                disk_config: req.disk_config.clone(),
             };
             store::servers::insert(&mut tx, &row).await?;
             store::actions::record(
@@ -860,12 +873,19 @@ impl ComputeService {
     }
 
     /// The create sequence of one server (this task owns the server until it returns).
-    async fn build(self: Arc<Self>, id: &str, boot: BootImage, forced_host: Option<String>) -> Result<()> {
+    async fn build(
+        self: Arc<Self>,
+        id: &str,
+        boot: BootImage,
+        forced_host: Option<String>,
+    ) -> Result<()> {
         let mut excluded: Vec<String> = Vec::new();
         let mut last_reason = String::new();
         for attempt in 1..=self.settings.max_build_attempts {
             // 1. Claim.
-            let Some(row) = self.load(id).await? else { return Ok(()) };
+            let Some(row) = self.load(id).await? else {
+                return Ok(());
+            };
             if row.deleting {
                 return Ok(());
             }
@@ -874,7 +894,9 @@ impl ComputeService {
             } else {
                 let mut tx = self.write().await?;
                 let az = row.requested_az.clone();
-                let mut chosen = self.claim(&mut tx, &row.flavor, az.as_deref(), &excluded).await?;
+                let mut chosen = self
+                    .claim(&mut tx, &row.flavor, az.as_deref(), &excluded)
+                    .await?;
                 if let Some(forced) = &forced_host {
                     chosen = chosen.filter(|h| &h.name == forced).or_else(|| None);
                     if chosen.is_none() {
@@ -887,7 +909,9 @@ impl ComputeService {
                     }
                 }
                 if let Some(h) = &chosen {
-                    let mut r = store::servers::get(&mut tx, id).await?.ok_or_else(|| server_not_found(id))?;
+                    let mut r = store::servers::get(&mut tx, id)
+                        .await?
+                        .ok_or_else(|| server_not_found(id))?;
                     r.host = Some(h.name.clone());
                     r.availability_zone = Some(h.availability_zone.clone());
                     r.task_state = Some("networking".into());
@@ -923,11 +947,15 @@ impl ComputeService {
                     tracing::warn!(server_id = %id, host = %host.name, error = %e, "create step failed, undone");
                     self.undo_placement(id).await?;
                     let message = if e.status.is_server_error() {
-                        format!("Build of instance {id} aborted: {}", e.internal.clone().unwrap_or(e.message.clone()))
+                        format!(
+                            "Build of instance {id} aborted: {}",
+                            e.internal.clone().unwrap_or(e.message.clone())
+                        )
                     } else {
                         e.message.clone()
                     };
-                    self.fail_build(id, e.status.as_u16(), &message, None).await?;
+                    self.fail_build(id, e.status.as_u16(), &message, None)
+                        .await?;
                     return Ok(());
                 }
             }
@@ -935,9 +963,7 @@ impl ComputeService {
             let timeout = self.settings.build_timeout;
             let outcome = self
                 .wait_server(id, timeout, |r| {
-                    r.deleting
-                        || r.vm_state != "building"
-                        || r.observed_reason.is_some()
+                    r.deleting || r.vm_state != "building" || r.observed_reason.is_some()
                 })
                 .await?;
             let Some(row) = outcome else { return Ok(()) };
@@ -966,9 +992,12 @@ impl ComputeService {
 
     /// Steps 2 to 4 on `host`. `Ok(false)`: the server was deleted meanwhile (everything undone).
     async fn place(&self, id: &str, host: &str, boot: &BootImage) -> Result<bool> {
-        let Some(row) = self.load(id).await? else { return Ok(false) };
+        let Some(row) = self.load(id).await? else {
+            return Ok(false);
+        };
         // 2. Ports.
-        let nics: Vec<NicRequest> = serde_json::from_value(row.networks.clone()).unwrap_or_default();
+        let nics: Vec<NicRequest> =
+            serde_json::from_value(row.networks.clone()).unwrap_or_default();
         for nic in &nics {
             if self.injected(BuildStep::Ports) {
                 return Err(Error::internal("injected failure: ports"));
@@ -997,7 +1026,11 @@ impl ComputeService {
                 mac: state.mac_address.clone(),
                 network_id: state.network_id.clone(),
                 network_name,
-                ips: state.fixed_ips.iter().map(|i| i.ip_address.clone()).collect(),
+                ips: state
+                    .fixed_ips
+                    .iter()
+                    .map(|i| i.ip_address.clone())
+                    .collect(),
                 tag: nic.tag.clone(),
             };
             // Record each port at once so that an undo finds it.
@@ -1050,7 +1083,9 @@ impl ComputeService {
             return Err(Error::internal("injected failure: desired state"));
         }
         let mut tx = self.write().await?;
-        let Some(mut r) = store::servers::get(&mut tx, id).await? else { return Ok(false) };
+        let Some(mut r) = store::servers::get(&mut tx, id).await? else {
+            return Ok(false);
+        };
         r.task_state = Some("spawning".into());
         r.updated_at = now();
         store::servers::update(&mut tx, &r).await?;
@@ -1076,7 +1111,9 @@ impl ComputeService {
     /// deleted (or unbound, when the user brought them), the disk clone is deleted and the
     /// claim dropped. Idempotent.
     pub(crate) async fn undo_placement(&self, id: &str) -> Result<()> {
-        let Some(row) = self.load(id).await? else { return Ok(()) };
+        let Some(row) = self.load(id).await? else {
+            return Ok(());
+        };
         for port in &row.ports {
             self.network
                 .release_server_port(&port.port_id, port.created)
@@ -1095,7 +1132,11 @@ impl ComputeService {
             r.disk_name = None;
             r.host = None;
             r.availability_zone = None;
-            r.task_state = if r.deleting { Some("deleting".into()) } else { Some("scheduling".into()) };
+            r.task_state = if r.deleting {
+                Some("deleting".into())
+            } else {
+                Some("scheduling".into())
+            };
             r.updated_at = now();
             store::servers::update(&mut tx, &r).await?;
         }
@@ -1111,7 +1152,13 @@ impl ComputeService {
     }
 
     /// ERROR with a fault; everything placed is released first.
-    pub(crate) async fn fail_build(&self, id: &str, code: u16, message: &str, details: Option<&str>) -> Result<()> {
+    pub(crate) async fn fail_build(
+        &self,
+        id: &str,
+        code: u16,
+        message: &str,
+        details: Option<&str>,
+    ) -> Result<()> {
         self.undo_placement(id).await?;
         let fault = Fault {
             code,
@@ -1128,7 +1175,8 @@ impl ComputeService {
             r.fault = Some(fault);
             r.updated_at = now();
             store::servers::update(&mut tx, &r).await?;
-            store::actions::finish(&mut tx, id, "Error", Some("Error"), Some(message), &now()).await?;
+            store::actions::finish(&mut tx, id, "Error", Some("Error"), Some(message), &now())
+                .await?;
         }
         tx.commit().await?;
         self.signal_server(id);
@@ -1173,7 +1221,9 @@ impl ComputeService {
             None => None,
         };
         let host_up = match &r.host {
-            Some(h) => store::hosts::get(&mut tx, h).await?.is_some_and(|h| self.is_up(&h)),
+            Some(h) => store::hosts::get(&mut tx, h)
+                .await?
+                .is_some_and(|h| self.is_up(&h)),
             None => false,
         };
         tx.commit().await?;
@@ -1194,7 +1244,8 @@ impl ComputeService {
     async fn finish_if_deleting(&self, id: &str) {
         if let Ok(Some(row)) = self.load(id).await {
             if row.deleting {
-                let on_host = row.host.is_some() && row.disk_name.is_some() && row.vm_state != "building";
+                let on_host =
+                    row.host.is_some() && row.disk_name.is_some() && row.vm_state != "building";
                 if !on_host {
                     if let Err(e) = self.finalize_delete(id).await {
                         tracing::warn!(server_id = %id, error = %e, "delete after build failed");
@@ -1206,7 +1257,9 @@ impl ComputeService {
 
     /// The last step of delete, once no VM runs: ports, disk, row. Idempotent.
     pub(crate) async fn finalize_delete(&self, id: &str) -> Result<()> {
-        let Some(row) = self.load(id).await? else { return Ok(()) };
+        let Some(row) = self.load(id).await? else {
+            return Ok(());
+        };
         if !row.deleting {
             return Ok(());
         }
@@ -1301,7 +1354,11 @@ impl ComputeService {
                 })?;
                 rows.retain(|r| {
                     let u = nubo_common::time::parse(&r.updated_at).unwrap_or(t);
-                    if after { u >= t } else { u <= t }
+                    if after {
+                        u >= t
+                    } else {
+                        u <= t
+                    }
                 });
             }
         }
@@ -1316,15 +1373,21 @@ impl ComputeService {
             if let Some(ip) = param {
                 let re = compile_regex(ip)?;
                 rows.retain(|r| {
-                    r.ports.iter().flat_map(|p| p.ips.iter()).any(|a| {
-                        a.contains(':') == v6 && re.is_match(a)
-                    })
+                    r.ports
+                        .iter()
+                        .flat_map(|p| p.ips.iter())
+                        .any(|a| a.contains(':') == v6 && re.is_match(a))
                 });
             }
         }
         let split = |s: &Option<String>| -> Vec<String> {
             s.as_deref()
-                .map(|t| t.split(',').filter(|x| !x.is_empty()).map(String::from).collect())
+                .map(|t| {
+                    t.split(',')
+                        .filter(|x| !x.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let tags = split(&q.tags);
@@ -1347,18 +1410,44 @@ impl ComputeService {
         let mut keys: Vec<(String, bool)> = Vec::new();
         for (i, k) in q.sort_keys.iter().enumerate() {
             let valid = [
-                "access_ip_v4", "access_ip_v6", "auto_disk_config", "availability_zone",
-                "config_drive", "created_at", "display_description", "display_name", "host",
-                "hostname", "image_ref", "instance_type_id", "kernel_id", "key_name",
-                "launch_index", "launched_at", "locked", "locked_by", "node", "power_state",
-                "progress", "project_id", "ramdisk_id", "root_device_name", "task_state",
-                "terminated_at", "updated_at", "user_id", "uuid", "vm_state",
+                "access_ip_v4",
+                "access_ip_v6",
+                "auto_disk_config",
+                "availability_zone",
+                "config_drive",
+                "created_at",
+                "display_description",
+                "display_name",
+                "host",
+                "hostname",
+                "image_ref",
+                "instance_type_id",
+                "kernel_id",
+                "key_name",
+                "launch_index",
+                "launched_at",
+                "locked",
+                "locked_by",
+                "node",
+                "power_state",
+                "progress",
+                "project_id",
+                "ramdisk_id",
+                "root_device_name",
+                "task_state",
+                "terminated_at",
+                "updated_at",
+                "user_id",
+                "uuid",
+                "vm_state",
             ];
             if !valid.contains(&k.as_str()) {
                 return Err(Error::bad_request(format!("Invalid sort key: {k}")));
             }
             if !admin && ["host", "node"].contains(&k.as_str()) {
-                return Err(Error::forbidden(format!("Only administrators can sort servers by {k}")));
+                return Err(Error::forbidden(format!(
+                    "Only administrators can sort servers by {k}"
+                )));
             }
             let dir = q.sort_dirs.get(i).map(String::as_str).unwrap_or("desc");
             if dir != "asc" && dir != "desc" {
@@ -1414,15 +1503,11 @@ impl ComputeService {
         }
         let limit = match &q.limit {
             None => 1000,
-            Some(l) => l
-                .parse::<i64>()
-                .ok()
-                .filter(|l| *l >= 0)
-                .ok_or_else(|| {
-                    Error::bad_request(format!(
-                        "Invalid input for query parameters limit. Value: {l}."
-                    ))
-                })? as usize,
+            Some(l) => l.parse::<i64>().ok().filter(|l| *l >= 0).ok_or_else(|| {
+                Error::bad_request(format!(
+                    "Invalid input for query parameters limit. Value: {l}."
+                ))
+            })? as usize,
         };
         rows.truncate(limit.min(1000));
         Ok(rows)
@@ -1449,7 +1534,13 @@ impl ComputeService {
 
     // ----- update -----
 
-    pub async fn update_server(&self, caller: &Caller, id: &str, body: &Value, mv: Microversion) -> Result<ServerRow> {
+    pub async fn update_server(
+        &self,
+        caller: &Caller,
+        id: &str,
+        body: &Value,
+        mv: Microversion,
+    ) -> Result<ServerRow> {
         self.visible_server(caller, id).await?;
         require_member(caller, "os_compute_api:servers:update")?;
         let s = body
@@ -1495,7 +1586,15 @@ impl ComputeService {
             Some(Value::String(h)) if mv.at_least(90) => Some(h.clone()),
             Some(_) => return Err(invalid("hostname")),
         };
+        let disk_config = match s.get("OS-DCF:diskConfig") {
+            None => None,
+            Some(Value::String(d)) if d == "AUTO" || d == "MANUAL" => Some(d.clone()),
+            Some(_) => return Err(invalid("OS-DCF:diskConfig")),
+        };
         self.modify(id, |r| {
+            if let Some(d) = disk_config {
+                r.disk_config = d;
+            }
             if let Some(n) = name {
                 r.name = n;
             }
@@ -1520,7 +1619,17 @@ impl ComputeService {
     // ----- metadata -----
 
     fn check_meta_state(row: &ServerRow) -> Result<()> {
-        if row.deleting || !["active", "paused", "suspended", "stopped", "building", "error"].contains(&row.vm_state.as_str()) {
+        if row.deleting
+            || ![
+                "active",
+                "paused",
+                "suspended",
+                "stopped",
+                "building",
+                "error",
+            ]
+            .contains(&row.vm_state.as_str())
+        {
             return Err(Error::conflict(format!(
                 "Cannot 'update metadata' instance {} while it is in vm_state {}",
                 row.id, row.vm_state
@@ -1529,7 +1638,11 @@ impl ComputeService {
         Ok(())
     }
 
-    pub async fn server_metadata(&self, caller: &Caller, id: &str) -> Result<BTreeMap<String, String>> {
+    pub async fn server_metadata(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<BTreeMap<String, String>> {
         Ok(self.visible_server(caller, id).await?.metadata)
     }
 
@@ -1548,7 +1661,11 @@ impl ComputeService {
         }
         Self::check_meta_state(&row)?;
         let limit = self.quota_limit(&row.project_id, "metadata_items").await?;
-        let mut result = if replace { BTreeMap::new() } else { row.metadata.clone() };
+        let mut result = if replace {
+            BTreeMap::new()
+        } else {
+            row.metadata.clone()
+        };
         result.extend(meta);
         if limit >= 0 && result.len() as i64 > limit {
             return Err(Error::forbidden(format!(
@@ -1589,7 +1706,14 @@ impl ComputeService {
         Ok(self.visible_server(caller, id).await?.tags)
     }
 
-    pub async fn set_server_tags(&self, caller: &Caller, id: &str, tags: Option<Vec<String>>, add: Option<String>, remove: Option<String>) -> Result<(Vec<String>, bool)> {
+    pub async fn set_server_tags(
+        &self,
+        caller: &Caller,
+        id: &str,
+        tags: Option<Vec<String>>,
+        add: Option<String>,
+        remove: Option<String>,
+    ) -> Result<(Vec<String>, bool)> {
         let row = self.visible_server(caller, id).await?;
         require_member(caller, "os_compute_api:os-server-tags:update")?;
         if row.vm_state == "building" || row.deleting {
@@ -1617,7 +1741,9 @@ impl ComputeService {
             }
             if !result.contains(&tag) {
                 if result.len() >= 50 {
-                    return Err(Error::bad_request("The number of tags exceeded the per-server limit 50"));
+                    return Err(Error::bad_request(
+                        "The number of tags exceeded the per-server limit 50",
+                    ));
                 }
                 result.push(tag);
                 created = true;
@@ -1625,7 +1751,9 @@ impl ComputeService {
         }
         if let Some(tag) = remove {
             if !result.contains(&tag) {
-                return Err(Error::not_found(format!("Tag '{tag}' could not be found for instance {id}.")));
+                return Err(Error::not_found(format!(
+                    "Tag '{tag}' could not be found for instance {id}."
+                )));
             }
             result.retain(|t| t != &tag);
         }

@@ -182,7 +182,7 @@ fn basic(ctx: &ViewCtx, row: &ServerRow, map: &mut Map<String, Value>, extended_
     map.insert("accessIPv4".into(), json!(row.access_ipv4));
     map.insert("accessIPv6".into(), json!(row.access_ipv6));
     map.insert("links".into(), ctx.server_link(&row.id));
-    map.insert("OS-DCF:diskConfig".into(), json!("MANUAL"));
+    map.insert("OS-DCF:diskConfig".into(), json!(row.disk_config));
     if matches!(
         st,
         "ACTIVE" | "BUILD" | "REBUILD" | "RESIZE" | "VERIFY_RESIZE" | "MIGRATING"
@@ -265,7 +265,10 @@ pub fn server_detail(
     );
     if ctx.admin {
         m.insert("OS-EXT-SRV-ATTR:host".into(), json!(row.host));
-        m.insert("OS-EXT-SRV-ATTR:hypervisor_hostname".into(), json!(row.host));
+        m.insert(
+            "OS-EXT-SRV-ATTR:hypervisor_hostname".into(),
+            json!(row.host),
+        );
         m.insert(
             "OS-EXT-SRV-ATTR:instance_name".into(),
             json!(format!("instance-{:08x}", row.seq)),
@@ -282,10 +285,7 @@ pub fn server_detail(
             m.insert("OS-EXT-SRV-ATTR:hostname".into(), json!(row.hostname));
             m.insert("OS-EXT-SRV-ATTR:kernel_id".into(), json!(""));
             m.insert("OS-EXT-SRV-ATTR:ramdisk_id".into(), json!(""));
-            m.insert(
-                "OS-EXT-SRV-ATTR:root_device_name".into(),
-                json!("/dev/vda"),
-            );
+            m.insert("OS-EXT-SRV-ATTR:root_device_name".into(), json!("/dev/vda"));
             m.insert("OS-EXT-SRV-ATTR:user_data".into(), json!(row.user_data));
         }
         if ctx.mv.at_least(16) {

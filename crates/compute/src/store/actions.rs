@@ -106,12 +106,14 @@ pub async fn finish(
     .bind(id)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE compute_actions SET updated_at = ?, message = coalesce(?, message) WHERE id = ?")
-        .bind(now)
-        .bind(message)
-        .bind(id)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE compute_actions SET updated_at = ?, message = coalesce(?, message) WHERE id = ?",
+    )
+    .bind(now)
+    .bind(message)
+    .bind(id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

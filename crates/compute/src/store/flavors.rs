@@ -68,10 +68,12 @@ pub async fn insert(db: &Db, f: &FlavorRow) -> Result<(), sqlx::Error> {
 }
 
 pub async fn get(db: &Db, id: &str) -> Result<Option<FlavorRow>> {
-    let r = sqlx::query(&format!("SELECT {COLUMNS} FROM compute_flavors WHERE id = ?"))
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?;
+    let r = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM compute_flavors WHERE id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
     Ok(r.as_ref().map(row))
 }
 

@@ -12,11 +12,18 @@ pub mod servers;
 use nubo_common::Migration;
 use serde::de::DeserializeOwned;
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "compute",
-    sql: include_str!("../../migrations/0001_compute.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "compute",
+        sql: include_str!("../../migrations/0001_compute.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "disk config",
+        sql: include_str!("../../migrations/0002_disk_config.sql"),
+    },
+];
 
 /// Decodes a JSON text column, falling back to the type's default on garbage.
 pub(crate) fn from_json<T: DeserializeOwned + Default>(text: &str) -> T {

@@ -98,6 +98,7 @@ pub struct ServerRow {
     pub created_at: String,
     pub updated_at: String,
     pub launched_at: Option<String>,
+    pub disk_config: String,
 }
 
 const COLUMNS: &[&str] = &[
@@ -148,6 +149,7 @@ const COLUMNS: &[&str] = &[
     "created_at",
     "updated_at",
     "launched_at",
+    "disk_config",
 ];
 
 fn row(r: &sqlx::sqlite::SqliteRow) -> ServerRow {
@@ -201,6 +203,7 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> ServerRow {
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
         launched_at: r.get("launched_at"),
+        disk_config: r.get("disk_config"),
     }
 }
 
@@ -255,6 +258,7 @@ fn bind_all<'q>(
         .bind(&s.created_at)
         .bind(&s.updated_at)
         .bind(&s.launched_at)
+        .bind(&s.disk_config)
 }
 
 /// The next free `seq` (instance names are `instance-%08x` of it).
