@@ -78,11 +78,13 @@ pub struct FleetSpec {
 
 impl Default for FleetSpec {
     fn default() -> Self {
-        let mut compute = ComputeConfig::default();
-        compute.quota_instances = -1;
-        compute.quota_cores = -1;
-        compute.quota_ram = -1;
-        compute.build_timeout = 20;
+        let compute = ComputeConfig {
+            quota_instances: -1,
+            quota_cores: -1,
+            quota_ram: -1,
+            build_timeout: 20,
+            ..ComputeConfig::default()
+        };
         FleetSpec {
             hosts: 1,
             vcpus: 8,
@@ -136,11 +138,13 @@ impl Fleet {
             .upload_image(&admin, record.id.as_str(), Some(size), data)
             .await
             .expect("image upload");
-        let mut net_config = NetworkConfig::default();
-        net_config.private_cidr = "10.0.0.0/20".into();
-        net_config.private_v6_cidr = String::new();
-        net_config.public_v6_cidr = String::new();
-        net_config.quota_port = -1;
+        let net_config = NetworkConfig {
+            private_cidr: "10.0.0.0/20".into(),
+            private_v6_cidr: String::new(),
+            public_v6_cidr: String::new(),
+            quota_port: -1,
+            ..NetworkConfig::default()
+        };
         let network = NetworkService::new(
             db.clone(),
             NetworkSettings::from_config(&net_config, "http://localhost").expect("settings"),

@@ -265,12 +265,12 @@ impl ComputeService {
                     {
                         done = true;
                     }
-                    None => {
-                        // Nova's power state sync: a guest that powered itself off is stopped.
-                        if row.vm_state == "active" && (o.power_state == 4 || o.power_state == 6) {
-                            row.vm_state = "stopped".into();
-                            row.desired_power = "shutdown".into();
-                        }
+                    // Nova's power state sync: a guest that powered itself off is stopped.
+                    None if row.vm_state == "active"
+                        && (o.power_state == 4 || o.power_state == 6) =>
+                    {
+                        row.vm_state = "stopped".into();
+                        row.desired_power = "shutdown".into();
                     }
                     _ => {}
                 }
@@ -526,6 +526,7 @@ impl ComputeService {
     }
 
     /// `PUT /os-services/{id}` (2.53+) and the older `PUT /os-services/enable|disable|force-down`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn update_service(
         &self,
         caller: &Caller,

@@ -674,7 +674,7 @@ impl ComputeService {
             None => None,
             Some(k) => match store::keypairs::get(&self.db, &caller.user_id, k).await? {
                 Some(kp) => Some(kp.public_key),
-                None => return Err(Error::bad_request(format!("Invalid key_name provided."))),
+                None => return Err(Error::bad_request("Invalid key_name provided.")),
             },
         };
         // Availability zone.
@@ -683,9 +683,9 @@ impl ComputeService {
             let hosts = store::hosts::list(&mut conn).await?;
             if !hosts.iter().any(|h| &h.availability_zone == az) && az != &self.settings.default_az
             {
-                return Err(Error::bad_request(format!(
-                    "The requested availability zone is not available"
-                )));
+                return Err(Error::bad_request(
+                    "The requested availability zone is not available",
+                ));
             }
         }
         if req.forced_host.is_some() && !caller.is_admin() {
@@ -898,7 +898,7 @@ impl ComputeService {
                     .claim(&mut tx, &row.flavor, az.as_deref(), &excluded)
                     .await?;
                 if let Some(forced) = &forced_host {
-                    chosen = chosen.filter(|h| &h.name == forced).or_else(|| None);
+                    chosen = chosen.filter(|h| &h.name == forced);
                     if chosen.is_none() {
                         // A forced host skips the weigher but not the resource filters.
                         let states = self.host_states(&mut tx).await?;
@@ -1310,7 +1310,7 @@ impl ComputeService {
                 }),
                 None => {
                     if admin {
-                        return Err(Error::bad_request(format!("Invalid status value")));
+                        return Err(Error::bad_request("Invalid status value"));
                     }
                     rows.clear();
                 }
