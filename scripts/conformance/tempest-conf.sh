@@ -135,12 +135,22 @@ flavor_ref = 1
 flavor_ref_alt = 2
 fixed_network_name = private
 min_microversion = 2.1
-max_microversion = latest
+# The highest microversion Nubo's compute advertises (crates/compute/src/microversion.rs MAX).
+max_microversion = 2.96
 [compute-feature-enabled]
 console_output = true
 resize = false
 live_migration = false
 vnc_console = false
+# Not implemented in Nubo's compute yet: shelve/unshelve, rescue/unrescue, changePassword.
+shelve = false
+shelve_migrate = false
+rescue = false
+change_password = false
+interface_attach = true
+snapshot = true
+pause = true
+suspend = true
 [validation]
 run_validation = false
 [network]
