@@ -349,6 +349,8 @@ async fn action(
         return Err(Error::bad_request("Malformed request body"));
     };
     let arg = obj.get(&name).cloned().unwrap_or(Value::Null);
+    // Nova looks the server up before it looks at the action: a missing one is a 404.
+    state.get_server(&caller, &id).await?;
     match name.as_str() {
         "os-start" => {
             state

@@ -501,6 +501,36 @@ impl ComputeService {
         self.visible_server(caller, id).await
     }
 
+    /// Every named security group must exist in the project (400 otherwise, as Nova says).
+    async fn check_security_groups(&self, project: &str, names: &[String]) -> Result<()> {
+        let ctx = nubo_network::service::Ctx {
+            project: project.to_string(),
+            admin: false,
+            member: true,
+        };
+        let page = self
+            .network
+            .list_security_groups(
+                &ctx,
+                &nubo_network::query::ListParams::default(),
+                &nubo_network::query::LinkBase { url: "" },
+            )
+            .await?;
+        for name in names {
+            let found = name == "default"
+                || page.items.iter().any(|g| {
+                    g.get("id").and_then(Value::as_str) == Some(name.as_str())
+                        || g.get("name").and_then(Value::as_str) == Some(name.as_str())
+                });
+            if !found {
+                return Err(Error::bad_request(format!(
+                    "Security group {name} not found for project {project}."
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The networks a project's server gets with `networks: auto`: its own plus shared ones.
     async fn available_networks(&self, project: &str) -> Result<Vec<Value>> {
         let ctx = nubo_network::service::Ctx {
@@ -702,6 +732,10 @@ impl ComputeService {
         let nics = self
             .resolve_networks(&project, &req.networks, req.max_count)
             .await?;
+        if !req.security_groups.is_empty() {
+            self.check_security_groups(&project, &req.security_groups)
+                .await?;
+        }
         let snapshot = FlavorSnapshot {
             id: flavor.id.clone(),
             name: flavor.name.clone(),
