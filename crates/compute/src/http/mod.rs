@@ -8,6 +8,7 @@
 //! data-plane proxy's HMAC headers).
 
 mod flavors;
+mod images;
 mod internal;
 mod keypairs;
 mod metadata;
@@ -50,6 +51,7 @@ pub fn router(
     let base = Arc::new(public_url.trim_end_matches('/').to_string());
     let authenticated = Router::new()
         .merge(flavors::routes())
+        .merge(images::routes())
         .merge(keypairs::routes())
         .merge(servers::routes())
         .merge(misc::routes())

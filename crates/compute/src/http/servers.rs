@@ -461,13 +461,11 @@ async fn action(
             let ctx = view_ctx(&headers, &public, mv, &caller);
             let hs = state.host_status(&row).await?;
             let mut v = views::server_update_view(&ctx, &row, hs.as_deref());
-            if !mv.at_least(75) {
-                if mv.at_least(54) {
-                    v["key_name"] = json!(row.key_name);
-                }
-                if mv.at_least(57) {
-                    v["user_data"] = json!(row.user_data);
-                }
+            if mv.at_least(54) {
+                v["key_name"] = json!(row.key_name);
+            }
+            if mv.at_least(57) {
+                v["user_data"] = json!(row.user_data);
             }
             v["adminPass"] = json!(pass);
             Ok(json_status(StatusCode::ACCEPTED, json!({ "server": v })))

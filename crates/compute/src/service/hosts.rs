@@ -382,7 +382,11 @@ impl ComputeService {
                 v["current_workload"] = json!(0);
                 v["running_vms"] = json!(h.servers);
                 v["disk_available_least"] = json!(h.host.disk_gb - h.used_disk);
-                v["cpu_info"] = json!("{\"arch\": \"x86_64\"}");
+                v["cpu_info"] = if mv.at_least(28) {
+                    json!({"arch": "x86_64"})
+                } else {
+                    json!("{\"arch\": \"x86_64\"}")
+                };
             } else {
                 v["uptime"] = Value::Null;
             }

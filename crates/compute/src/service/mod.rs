@@ -33,6 +33,7 @@
 pub mod actions;
 pub mod flavors;
 pub mod hosts;
+pub mod images;
 pub mod keypairs;
 pub mod metadata;
 pub mod quotas;

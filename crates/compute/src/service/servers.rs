@@ -1322,7 +1322,7 @@ impl ComputeService {
     pub async fn list_servers(&self, caller: &Caller, q: &ListQuery) -> Result<Vec<ServerRow>> {
         require_reader(caller)?;
         let admin = caller.is_admin();
-        let project_filter: Option<String> = if admin && (q.all_tenants || q.project_id.is_some()) {
+        let project_filter: Option<String> = if admin && q.all_tenants {
             q.project_id.clone()
         } else {
             Some(caller.require_project()?.to_string())
