@@ -3,6 +3,7 @@
 #   fast      cargo test --workspace (unit, router and in-process integration tests)
 #   identity  on a real `nubo up` on loopback: the identity CLI journey, Tempest ^tempest.api.identity.
 #   image     the image CLI journey (incl. a 2 GiB round trip), Tempest ^tempest.api.image.
+#   network   the networking CLI journey, Tempest ^tempest.api.network.
 #   qemu      the guest image built and booted under QEMU (TCG) from a copy-on-write overlay, and
 #             the hypervisor crate's real-QEMU tier
 # Installs what is missing first (scripts/install-deps.sh). Ends with one line:
@@ -10,7 +11,7 @@
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-stages=${NUBO_TEST_STAGES:-fast identity image qemu}
+stages=${NUBO_TEST_STAGES:-fast identity image network qemu}
 passed=0 failed=0 skipped=0
 log_dir=${NUBO_TEST_LOGS:-$(mktemp -d /tmp/nubo-test.XXXXXX)}
 mkdir -p "$log_dir"
@@ -91,6 +92,13 @@ if want image; then
   start_cloud
   acceptance image-cli NUBO_BIG_IMAGE_GIB=2 "NUBO_API_PID=$cloud_pid"
   tempest image '^tempest\.api\.image\.'
+fi
+
+if want network; then
+  echo "[test] stage network: networking CLI journey + Tempest network"
+  start_cloud
+  acceptance network-cli
+  tempest network '^tempest\.api\.network\.'
 fi
 stop_cloud
 
