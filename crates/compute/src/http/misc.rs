@@ -482,3 +482,103 @@ async fn extension(caller: Caller, Path(alias): Path<String>) -> Result<Response
         json!({"extension": extension_view(a, n)}),
     ))
 }
+
+pub(super) fn admin_routes() -> Routes {
+    Routes::new()
+        .route("/v2.1/os-migrations", get(migrations))
+        .route(
+            "/v2.1/os-quota-class-sets/{class}",
+            get(quota_class_show).put(quota_class_update),
+        )
+        .route(
+            "/v2.1/os-server-external-events",
+            axum::routing::post(external_events),
+        )
+}
+
+/// `GET /os-migrations` (admin): Nubo has no migrations yet, so the list is empty.
+async fn migrations(caller: Caller) -> Result<Response> {
+    if !caller.is_admin() {
+        return Err(Error::forbidden(
+            "Policy doesn't allow os_compute_api:os-migrations:index to be performed.",
+        ));
+    }
+    Ok(json_status(StatusCode::OK, json!({"migrations": []})))
+}
+
+/// `GET /os-quota-class-sets/{class}`: the defaults (only the `default` class exists).
+async fn quota_class_show(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path(class): Path<String>,
+) -> Result<Response> {
+    let _ = caller;
+    let set = state.quota_class_defaults(mv, &class).await?;
+    Ok(json_status(StatusCode::OK, json!({"quota_class_set": set})))
+}
+
+/// `PUT /os-quota-class-sets/{class}` (admin): changes the defaults of every project.
+async fn quota_class_update(
+    state: Svc,
+    caller: Caller,
+    mv: Microversion,
+    Path(class): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response> {
+    let set = body
+        .get("quota_class_set")
+        .cloned()
+        .ok_or_else(|| Error::bad_request("Invalid input for field/attribute quota_class_set."))?;
+    let v = state.update_quota_class(&caller, mv, &class, &set).await?;
+    Ok(json_status(StatusCode::OK, json!({"quota_class_set": v})))
+}
+
+/// `POST /os-server-external-events` (admin; what Neutron calls): accepted for known servers.
+async fn external_events(
+    state: Svc,
+    caller: Caller,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response> {
+    if !caller.is_admin() {
+        return Err(Error::forbidden(
+            "Policy doesn't allow os_compute_api:os-server-external-events:create to be performed.",
+        ));
+    }
+    let events = body
+        .get("events")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::bad_request("Invalid input for field/attribute events."))?;
+    let mut out = Vec::new();
+    let mut found = 0;
+    for e in events {
+        let server = e
+            .get("server_uuid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let name = e
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let exists = state.get_server(&caller, &server).await.is_ok();
+        let mut ev = json!({"server_uuid": server, "name": name, "status": if exists { "completed" } else { "failed" }, "code": if exists { 200 } else { 404 }});
+        if let Some(tag) = e.get("tag") {
+            ev["tag"] = tag.clone();
+        }
+        if exists {
+            found += 1;
+        }
+        out.push(ev);
+    }
+    if found == 0 {
+        return Err(Error::not_found("No instances found for any event"));
+    }
+    let status = if found == out.len() {
+        StatusCode::OK
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    Ok(json_status(status, json!({ "events": out })))
+}

@@ -55,6 +55,7 @@ pub fn router(
         .merge(keypairs::routes())
         .merge(servers::routes())
         .merge(misc::routes())
+        .merge(misc::admin_routes())
         .layer(axum::middleware::from_fn(microversion::negotiate))
         .layer(from_fn_with_state(validator, require_token));
     Router::new()

@@ -65,7 +65,7 @@ fn shown(mv: Microversion) -> impl Iterator<Item = &'static str> {
 impl ComputeService {
     /// The effective limits of a project.
     pub(crate) async fn limits_of(&self, project: &str) -> Result<BTreeMap<String, i64>> {
-        let mut limits = self.settings.quotas.0.clone();
+        let mut limits = self.class_defaults().await?;
         limits.extend(store::quotas::of_project(&self.db, project).await?);
         Ok(limits)
     }
@@ -184,6 +184,63 @@ impl ComputeService {
             q.remove("id");
         }
         Ok(shown_body)
+    }
+
+    /// The `default` quota class: the defaults every project starts from.
+    pub async fn quota_class_defaults(&self, mv: Microversion, class: &str) -> Result<Value> {
+        let defaults = self.class_defaults().await?;
+        let mut body = Map::new();
+        body.insert("id".into(), json!(class));
+        for name in shown(mv) {
+            if matches!(
+                name,
+                "fixed_ips" | "floating_ips" | "security_groups" | "security_group_rules"
+            ) && mv.at_least(50)
+            {
+                continue;
+            }
+            body.insert(
+                name.into(),
+                json!(defaults.get(name).copied().unwrap_or(-1)),
+            );
+        }
+        Ok(Value::Object(body))
+    }
+
+    /// Defaults, with the overrides an admin made to the `default` class.
+    pub(crate) async fn class_defaults(&self) -> Result<BTreeMap<String, i64>> {
+        let mut m = self.settings.quotas.0.clone();
+        m.extend(store::quotas::of_project(&self.db, "__class_default").await?);
+        Ok(m)
+    }
+
+    /// `PUT /os-quota-class-sets/{class}` (admin).
+    pub async fn update_quota_class(
+        &self,
+        caller: &Caller,
+        mv: Microversion,
+        class: &str,
+        set: &Value,
+    ) -> Result<Value> {
+        require_admin(caller, "os_compute_api:os-quota-class-sets:update")?;
+        let set = set.as_object().ok_or_else(|| {
+            Error::bad_request("Invalid input for field/attribute quota_class_set.")
+        })?;
+        let allowed: Vec<&str> = shown(mv).collect();
+        for (key, value) in set {
+            if !allowed.contains(&key.as_str()) {
+                return Err(Error::bad_request(format!("Invalid input for field/attribute quota_class_set. Additional properties are not allowed ('{key}' was unexpected)")));
+            }
+            let n = value.as_i64().filter(|n| *n >= -1).ok_or_else(|| {
+                Error::bad_request(format!("Invalid input for field/attribute {key}."))
+            })?;
+            store::quotas::set(&self.db, "__class_default", key, n).await?;
+        }
+        let mut v = self.quota_class_defaults(mv, class).await?;
+        if let Some(o) = v.as_object_mut() {
+            o.remove("id");
+        }
+        Ok(v)
     }
 
     pub async fn delete_quota_set(&self, caller: &Caller, project: &str) -> Result<()> {
