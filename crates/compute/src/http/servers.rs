@@ -467,6 +467,9 @@ async fn action(
             if mv.at_least(57) {
                 v["user_data"] = json!(row.user_data);
             }
+            if let Some(o) = v.as_object_mut() {
+                o.remove("OS-EXT-SRV-ATTR:user_data");
+            }
             v["adminPass"] = json!(pass);
             Ok(json_status(StatusCode::ACCEPTED, json!({ "server": v })))
         }

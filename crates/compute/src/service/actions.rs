@@ -459,9 +459,6 @@ impl ComputeService {
             return Err(conflict_state(id, "createImage", &row));
         };
         let mut record = serde_json::Map::new();
-        for (k, v) in &properties {
-            record.insert(k.clone(), json!(v));
-        }
         record.insert("name".into(), json!(name));
         record.insert("disk_format".into(), json!("raw"));
         record.insert("container_format".into(), json!("bare"));
@@ -471,6 +468,10 @@ impl ComputeService {
         record.insert("instance_uuid".into(), json!(id));
         if !row.image_ref.is_empty() {
             record.insert("base_image_ref".into(), json!(row.image_ref));
+        }
+        // The user's metadata wins over Nova's own properties, as in Nova.
+        for (k, v) in &properties {
+            record.insert(k.clone(), json!(v));
         }
         let image = self
             .image
