@@ -30,16 +30,33 @@ impl ComputeService {
         }
         let q = ListQuery::parse(&pairs)?;
         let page = self.image.list_images(caller, &q).await?;
-        let find = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-        let server = find("server").map(|s| s.trim_end_matches('/').rsplit('/').next().unwrap_or(&s).to_string());
+        let find = |k: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        let server = find("server").map(|s| {
+            s.trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or(&s)
+                .to_string()
+        });
         let kind = find("type");
         Ok(page
             .images
             .into_iter()
-            .filter(|i| server.as_ref().is_none_or(|s| i.properties.get("instance_uuid") == Some(s)))
+            .filter(|i| {
+                server
+                    .as_ref()
+                    .is_none_or(|s| i.properties.get("instance_uuid") == Some(s))
+            })
             .filter(|i| match kind.as_deref() {
                 None => true,
-                Some("snapshot") => i.properties.get("image_type").map(String::as_str) == Some("snapshot"),
+                Some("snapshot") => {
+                    i.properties.get("image_type").map(String::as_str) == Some("snapshot")
+                }
                 Some(_) => i.properties.get("image_type").map(String::as_str) != Some("snapshot"),
             })
             .map(|image| nubo_image::service::compute::BootImage {
