@@ -17,6 +17,7 @@ pub struct Config {
     pub network: NetworkConfig,
     pub compute: ComputeConfig,
     pub agent: AgentConfig,
+    pub volume: VolumeConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -254,6 +255,48 @@ impl Default for AgentConfig {
             host_ip: String::new(),
             availability_zone: String::new(),
             in_process: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VolumeConfig {
+    /// The availability zone volumes live in (Cinder's `storage_availability_zone`).
+    pub availability_zone: String,
+    /// The volume type new volumes get when none is asked for (made on first start).
+    pub default_volume_type: String,
+    /// The backend's name (`volume_backend_name`; `os-vol-host-attr:host` is `host@name#name`).
+    pub backend_name: String,
+    /// The host name the volume service reports; empty means `nubo`.
+    pub host: String,
+    /// Default quotas per project (-1: unlimited); admins override them per project.
+    pub quota_volumes: i64,
+    pub quota_snapshots: i64,
+    pub quota_gigabytes: i64,
+    pub quota_backups: i64,
+    pub quota_backup_gigabytes: i64,
+    pub quota_groups: i64,
+    pub quota_per_volume_gigabytes: i64,
+    /// Seconds an agent may take to grow an attached volume (online extend).
+    pub extend_timeout: u64,
+}
+
+impl Default for VolumeConfig {
+    fn default() -> Self {
+        VolumeConfig {
+            availability_zone: "nova".into(),
+            default_volume_type: "__DEFAULT__".into(),
+            backend_name: "local".into(),
+            host: String::new(),
+            quota_volumes: 10,
+            quota_snapshots: 10,
+            quota_gigabytes: 1000,
+            quota_backups: 10,
+            quota_backup_gigabytes: 1000,
+            quota_groups: 10,
+            quota_per_volume_gigabytes: -1,
+            extend_timeout: 120,
         }
     }
 }
