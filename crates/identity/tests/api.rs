@@ -339,6 +339,71 @@ async fn malformed_json_is_a_400_everywhere() {
     assert!(checked > 30, "only {checked} routes with bodies found");
 }
 
+/// A member of one project calling every route with the ids of another project's resources (and
+/// of shared ones) is refused — 403 or 404, or 400 for a body it may not send — except where
+/// Keystone lets any user act (their own token, catalog and scopes; regions).
+#[tokio::test]
+async fn a_member_reaches_nothing_of_another_tenant_on_any_route() {
+    let cloud = cloud().await;
+    let admin = cloud.admin_token().await;
+    let (_, _, alice) = cloud.member_of(&admin, "p1", "alice").await;
+    let (p2, bob_id, _) = cloud.member_of(&admin, "p2", "bob").await;
+    let member_role = cloud.role_id(&admin, "member").await;
+    let open_to_any_user = [
+        ("GET", "/v3/auth/catalog"),
+        ("GET", "/v3/auth/projects"),
+        ("GET", "/v3/auth/domains"),
+        ("GET", "/v3/auth/system"),
+        ("GET", "/v3/regions"),
+        ("GET", "/v3/credentials"), // lists only the caller's own
+    ];
+    let mut checked = 0;
+    for (method, path) in declared_routes() {
+        if PUBLIC.contains(&(method.as_str(), path.as_str()))
+            || open_to_any_user.contains(&(method.as_str(), path.as_str()))
+        {
+            continue;
+        }
+        // Bob's ids wherever a route names a user, project or role; placeholders elsewhere.
+        let concrete = path
+            .replace(
+                "{id}",
+                if path.starts_with("/v3/users/") {
+                    &bob_id
+                } else {
+                    &p2
+                },
+            )
+            .replace("{user}", &bob_id)
+            .replace("{actor}", &bob_id)
+            .replace("{project}", &p2)
+            .replace("{role}", &member_role);
+        let concrete = self::concrete(&concrete);
+        let headers: &[(&str, &str)] = if path == "/v3/auth/tokens" {
+            &[("x-subject-token", "x")]
+        } else {
+            &[]
+        };
+        let reply = cloud
+            .call_with(
+                method.parse().unwrap(),
+                &concrete,
+                Some(&alice),
+                Some("{}"),
+                headers,
+            )
+            .await;
+        let refused = matches!(reply.status.as_u16(), 400 | 403 | 404 | 405 | 409);
+        assert!(
+            refused,
+            "alice {method} {concrete} -> {} {:?}",
+            reply.status, reply.body
+        );
+        checked += 1;
+    }
+    assert!(checked > 140);
+}
+
 #[tokio::test]
 async fn members_are_refused_admin_calls() {
     let cloud = cloud().await;
