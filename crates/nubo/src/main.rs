@@ -128,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!(e))?;
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let run = tokio::spawn(agent.run(stop_rx));
-            let _ = tokio::signal::ctrl_c().await;
+            server::shutdown_signal().await;
             let _ = stop_tx.send(true);
             let _ = run.await;
             Ok(())

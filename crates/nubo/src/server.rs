@@ -12,12 +12,12 @@ use nubo_common::http::{
     healthz, metrics_handler, record_metrics, request_context, Metrics, SharedMetrics,
 };
 use nubo_common::{Config, Db};
+use nubo_compute::{ComputeService, ComputeSettings};
 use nubo_identity::bootstrap::BootstrapReport;
 use nubo_identity::keys::KeyRing;
 use nubo_identity::{IdentityService, IdentitySettings};
 use nubo_image::{ImageService, ImageSettings};
 use nubo_network::{NetworkService, NetworkSettings};
-use nubo_compute::{ComputeService, ComputeSettings};
 
 /// Everything a running API holds.
 pub struct Cloud {
@@ -28,6 +28,13 @@ pub struct Cloud {
     pub compute: Arc<ComputeService>,
     pub metrics: SharedMetrics,
     pub bootstrap: BootstrapReport,
+    /// The in-process agent's stop switch and task (`nubo up`), stopped first on shutdown.
+    local_agent: std::sync::Mutex<Option<LocalAgent>>,
+}
+
+struct LocalAgent {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// Where the Fernet keys live.
@@ -66,6 +73,7 @@ impl Cloud {
             compute,
             metrics: Arc::new(Metrics::default()),
             bootstrap,
+            local_agent: std::sync::Mutex::new(None),
         })
     }
 
@@ -107,8 +115,14 @@ impl Cloud {
                     &self.config.public_url(),
                 ),
             )
-            .nest("/internal", nubo_compute::http::internal_router(self.compute.clone()))
-            .nest("/metadata", nubo_compute::http::metadata_router(self.compute.clone()))
+            .nest(
+                "/internal",
+                nubo_compute::http::internal_router(self.compute.clone()),
+            )
+            .nest(
+                "/metadata",
+                nubo_compute::http::metadata_router(self.compute.clone()),
+            )
             .route_layer(from_fn_with_state(self.metrics.clone(), record_metrics))
             .layer(from_fn(request_context))
     }
@@ -121,7 +135,14 @@ impl Cloud {
             .with_context(|| format!("cannot listen on {listen}"))?;
         tracing::info!(%listen, public_url = %self.config.public_url(), "API listening");
         axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown({
+                let agent = self.local_agent.lock().ok().and_then(|mut a| a.take());
+                let compute = self.compute.clone();
+                async move {
+                    shutdown_signal().await;
+                    begin_shutdown(agent, &compute).await;
+                }
+            })
             .await?;
         tracing::info!("stopped");
         Ok(())
@@ -138,15 +159,21 @@ async fn open_image_service(
     let dir = config.server.data_dir.join("blockstore");
     let store = nubo_blockstore::LocalStore::open(&dir)
         .with_context(|| format!("cannot open the block store {}", dir.display()))?;
-    let image =
-        ImageService::new(db, Arc::new(store), ImageSettings::from_config(&config.image)).await?;
+    let image = ImageService::new(
+        db,
+        Arc::new(store),
+        ImageSettings::from_config(&config.image),
+    )
+    .await?;
     let path = &config.image.bootstrap_image;
     match image.bootstrap_image(path, admin_project_id).await {
         Ok(nubo_image::service::bootstrap::Bootstrapped::Uploaded(tiny)) => {
             tracing::info!(image_id = %tiny.id, path = %path.display(), "uploaded the bootstrap image tiny")
         }
         Ok(_) => {}
-        Err(e) => tracing::warn!(path = %path.display(), error = %e, "bootstrap image not uploaded"),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "bootstrap image not uploaded")
+        }
     }
     Ok(image)
 }
@@ -159,8 +186,9 @@ async fn open_compute_service(
     network: &Arc<NetworkService>,
 ) -> anyhow::Result<Arc<ComputeService>> {
     let data_dir = &config.server.data_dir;
-    let agent_secret = nubo_compute::service::load_or_create_secret(&nubo_agent::setup::secret_path(config))
-        .context("cannot make the agent secret")?;
+    let agent_secret =
+        nubo_compute::service::load_or_create_secret(&nubo_agent::setup::secret_path(config))
+            .context("cannot make the agent secret")?;
     let metadata_secret =
         nubo_compute::service::load_or_create_secret(&data_dir.join("metadata-secret"))
             .context("cannot make the metadata secret")?;
@@ -178,16 +206,32 @@ impl Cloud {
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
         tracing::info!(host = agent.host(), driver = %self.config.agent.driver, "starting the local agent");
-        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            let _keep = _stop_tx;
-            agent.run(stop_rx).await
-        });
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(agent.run(stop_rx));
+        *self.local_agent.lock().expect("lock") = Some(LocalAgent { stop, task });
         Ok(())
     }
 }
 
-async fn shutdown_signal() {
+/// The first steps of a clean stop: the in-process agent stops (its VMs keep running and are
+/// adopted on the next start), then Compute ends its agents' long-polls so that the graceful
+/// HTTP shutdown only waits for ordinary requests.
+async fn begin_shutdown(agent: Option<LocalAgent>, compute: &ComputeService) {
+    if let Some(agent) = agent {
+        let _ = agent.stop.send(true);
+        let mut task = agent.task;
+        if tokio::time::timeout(std::time::Duration::from_secs(2), &mut task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the local agent did not stop within 2 s; aborting it");
+            task.abort();
+        }
+    }
+    compute.shut_down();
+}
+
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {

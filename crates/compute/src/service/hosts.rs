@@ -127,7 +127,11 @@ impl ComputeService {
                 return self.desired_snapshot(host).await;
             }
             let step = (deadline - now).min(Duration::from_secs(1));
-            let _ = tokio::time::timeout(step, rx.changed()).await;
+            tokio::select! {
+                _ = tokio::time::timeout(step, rx.changed()) => {}
+                // Shutting down: answer with what there is, the agent polls again elsewhere.
+                _ = self.shutting_down() => return self.desired_snapshot(host).await,
+            }
         }
     }
 

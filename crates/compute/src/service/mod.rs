@@ -159,6 +159,8 @@ pub struct ComputeService {
     pub(crate) building: Mutex<HashSet<String>>,
     /// Injected failures: the next create fails at this step (tests).
     pub(crate) faults: Mutex<HashMap<BuildStep, u32>>,
+    /// Turns true when the process shuts down: long-polls answer at once.
+    shutdown: watch::Sender<bool>,
 }
 
 /// A write transaction (`BEGIN IMMEDIATE`) holding this process's writer turn.
@@ -208,6 +210,7 @@ impl ComputeService {
             server_signals: Mutex::new(HashMap::new()),
             building: Mutex::new(HashSet::new()),
             faults: Mutex::new(HashMap::new()),
+            shutdown: watch::channel(false).0,
         });
         service.ensure_default_flavors().await?;
         Ok(service)
@@ -219,6 +222,18 @@ impl ComputeService {
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The process is shutting down: every long-poll of the agent API answers now, so a
+    /// graceful HTTP shutdown does not wait out their timeouts.
+    pub fn shut_down(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Resolves once [`Self::shut_down`] was called.
+    pub(crate) async fn shutting_down(&self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|down| *down).await;
     }
 
     /// Makes the next `times` creates fail at `step` (tests of the undo paths).
