@@ -51,7 +51,7 @@ impl HttpControlPlane {
         })
     }
 
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: http::Method,
         path: &str,

@@ -21,6 +21,9 @@ pub trait HostPlumbing: Send + Sync + 'static {
         path: &Path,
         content: &ConfigDriveContent,
     ) -> Result<(), String>;
+    /// Starts what the plumbing runs beside the agent until `stop` (the data plane's loop,
+    /// [`crate::netplane::NetplaneHost`]); nothing by default.
+    fn start(&self, _stop: tokio::sync::watch::Receiver<bool>) {}
 }
 
 /// The real host: `ip tuntap` (root needed) and `mkfs.vfat` + `mcopy`.

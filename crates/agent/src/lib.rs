@@ -18,6 +18,7 @@
 
 pub mod client;
 pub mod host;
+pub mod netplane; // data plane (issue 6)
 pub mod setup;
 pub mod testing;
 mod worker;
@@ -186,6 +187,8 @@ impl Agent {
         if let Ok(vms) = self.shared.hv.list().await {
             tracing::info!(vms = vms.len(), "VMs found on the host");
         }
+        // The data plane's loop (issue 6), before any VM needs a tap.
+        self.shared.plumbing.start(stop.clone());
         let reporter = tokio::spawn(self.clone().report_loop(heartbeat, stop.clone()));
         let mut after: i64 = -1;
         let mut backoff = Duration::from_millis(100);

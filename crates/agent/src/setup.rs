@@ -101,6 +101,9 @@ pub async fn build(
         settings.host_ip = a.host_ip.clone();
     }
     settings.availability_zone = a.availability_zone.clone();
+    // The data plane (issue 6): taps come from the netplane, config drives from `plumbing`.
+    let plumbing =
+        crate::netplane::plumbing(config, &settings, &api_url, control.clone(), plumbing)?;
     settings.long_poll = Duration::from_secs(30);
     Ok(Agent::new(settings, hv, blockstore, plumbing, control))
 }

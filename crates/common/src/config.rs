@@ -18,6 +18,7 @@ pub struct Config {
     pub compute: ComputeConfig,
     pub agent: AgentConfig,
     pub volume: VolumeConfig,
+    pub netplane: NetplaneConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -255,6 +256,55 @@ impl Default for AgentConfig {
             host_ip: String::new(),
             availability_zone: String::new(),
             in_process: true,
+        }
+    }
+}
+
+/// The agent's host data plane (`[netplane]`, issue 6): bridges + VXLAN, security groups,
+/// routers, DHCP and the metadata proxy, converged from Networking's desired state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetplaneConfig {
+    /// `auto` (`linux` with the `qemu` agent driver, `fake` with the `fake` one), `linux` (needs
+    /// root), `fake` (records what it would do), or `none` (bare taps and no networking).
+    pub driver: String,
+    /// The netplane's state file and dnsmasq/radvd files; empty means `<data_dir>/netplane`.
+    pub state_dir: PathBuf,
+    /// The host that runs every router and DHCP server; empty means this host (all-in-one).
+    pub network_host: String,
+    /// Flat physical networks' interfaces on this host, `physnet:iface,...` (Neutron's
+    /// `bridge_mappings`). A flat network without one is a bridge without uplink.
+    pub physical_interfaces: String,
+    /// On the network host: give the host the gateway addresses of external flat networks that
+    /// have no uplink (`public`'s 172.24.4.1/24 and 2001:db8::1/64 for `nubo up`), so floating
+    /// IPs are reachable from the host.
+    pub external_gateway: bool,
+    /// Masquerade the external networks' IPv4 ranges out of this host interface (e.g. `eth0`);
+    /// empty means off.
+    pub nat_uplink: String,
+    /// The metadata service the proxy forwards to; empty means `<agent api_url>/metadata`.
+    pub metadata_url: String,
+    /// The VXLAN underlay device; empty lets routing choose.
+    pub underlay_interface: String,
+    /// How often the agent polls Networking's desired state, milliseconds.
+    pub poll_interval_ms: u64,
+    /// A full apply (heals what was changed by hand) at least this often, seconds.
+    pub resync_interval: u64,
+}
+
+impl Default for NetplaneConfig {
+    fn default() -> Self {
+        NetplaneConfig {
+            driver: "auto".into(),
+            state_dir: PathBuf::new(),
+            network_host: String::new(),
+            physical_interfaces: String::new(),
+            external_gateway: true,
+            nat_uplink: String::new(),
+            metadata_url: String::new(),
+            underlay_interface: String::new(),
+            poll_interval_ms: 1000,
+            resync_interval: 10,
         }
     }
 }

@@ -714,6 +714,25 @@ impl Inner {
         sysctls: &[&str],
     ) -> Result<()> {
         if namespaces.contains(ns) && Path::new(&format!("/run/netns/{ns}")).exists() {
+            // Heal sysctls changed by hand (or set by an older version).
+            let keys: Vec<&str> = sysctls
+                .iter()
+                .map(|s| s.split('=').next().unwrap_or(s))
+                .collect();
+            let mut args = vec!["-n"];
+            args.extend(&keys);
+            let out = self.run.exec_in(Ns::Named(ns), "sysctl", &args, None)?;
+            let values: Vec<&str> = out.lines().map(str::trim).collect();
+            let stale: Vec<String> = sysctls
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| s.split('=').nth(1) != values.get(*i).copied())
+                .map(|(_, s)| s.to_string())
+                .collect();
+            if !stale.is_empty() {
+                self.run.sysctl(Ns::Named(ns), &stale)?;
+                cx.change(format!("set {} in {ns}", stale.join(" ")));
+            }
             return Ok(());
         }
         self.run.ip_global(&["netns", "add", ns]).or_else(|e| {
@@ -908,6 +927,11 @@ impl Inner {
                 "net.ipv6.conf.all.forwarding=1",
                 "net.ipv6.conf.default.accept_ra=0",
                 "net.ipv6.conf.all.accept_ra=0",
+                // One network may reach the router through several qr- ports (one per
+                // subnet): answer ARP only on the port that has the address, or a VM sends
+                // IPv4 to a port without one and the metadata redirect has no address to use.
+                "net.ipv4.conf.all.arp_ignore=1",
+                "net.ipv4.conf.all.arp_announce=2",
             ],
         )?;
         let mut want = Vec::new();
@@ -1064,6 +1088,8 @@ impl Inner {
             &[
                 "net.ipv6.conf.default.accept_ra=0",
                 "net.ipv6.conf.all.accept_ra=0",
+                "net.ipv4.conf.all.arp_ignore=1",
+                "net.ipv4.conf.all.arp_announce=2",
             ],
         )?;
         let metadata = s.isolated_metadata && d.metadata.is_some();

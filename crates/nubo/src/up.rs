@@ -9,6 +9,10 @@ use nubo_common::Config;
 use crate::server::Cloud;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // The data plane needs root and its tools (issue 6): say so before anything is made.
+    if config.agent.in_process {
+        nubo_agent::netplane::preflight(&config).map_err(anyhow::Error::msg)?;
+    }
     let cloud = Cloud::open(config).await?;
     let data_dir = cloud.config.server.data_dir.clone();
     let clouds_yaml = data_dir.join("clouds.yaml");

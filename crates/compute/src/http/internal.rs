@@ -27,6 +27,7 @@ pub fn internal_router(service: Arc<ComputeService>) -> Router {
         .route("/v1/hosts/{host}/observed", post(observed))
         .route("/v1/requests/{id}", post(answer))
         .route("/v1/servers/{id}/config-drive", get(config_drive))
+        .merge(super::internal_netplane::routes()) // data plane (issue 6)
         .with_state(service)
         .layer(axum::middleware::from_fn(
             move |req: Request, next: Next| {

@@ -10,6 +10,7 @@
 mod flavors;
 mod images;
 mod internal;
+mod internal_netplane; // data plane (issue 6)
 mod keypairs;
 mod metadata;
 mod misc;

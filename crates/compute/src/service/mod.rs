@@ -36,6 +36,7 @@ pub mod hosts;
 pub mod images;
 pub mod keypairs;
 pub mod metadata;
+pub mod netplane_state; // data plane (issue 6)
 pub mod quotas;
 pub mod scheduler;
 pub mod servers;
