@@ -147,8 +147,9 @@ struct LoopState {
     last_warnings: Vec<String>,
     /// What the API was last told, per port (true: ACTIVE).
     reported: HashMap<String, bool>,
-    /// DHCP ports asked for: (network) -> when, to retry at most once per resync.
-    dhcp_asked: HashMap<String, Instant>,
+    /// DHCP ports asked for: network -> (the subnets it lacked, when), so the same request
+    /// is repeated at most once per resync.
+    dhcp_asked: HashMap<String, (Vec<String>, Instant)>,
 }
 
 /// Drives one host's [`Netplane`]. Share it as `Arc`.
@@ -338,23 +339,23 @@ impl NetplaneDriver {
                 .ports
                 .iter()
                 .find(|p| p.network_id == n.id && p.device_owner == DHCP_OWNER);
-            let complete = port.is_some_and(|p| {
-                let held: BTreeSet<&str> =
-                    p.fixed_ips.iter().map(|f| f.subnet_id.as_str()).collect();
-                dhcp.is_subset(&held)
-            });
-            if complete {
+            let held: BTreeSet<&str> = port
+                .map(|p| p.fixed_ips.iter().map(|f| f.subnet_id.as_str()).collect())
+                .unwrap_or_default();
+            let lacking: Vec<String> = dhcp.difference(&held).map(|s| s.to_string()).collect();
+            if port.is_some() && lacking.is_empty() {
                 st.dhcp_asked.remove(&n.id);
                 continue;
             }
             if st
                 .dhcp_asked
                 .get(&n.id)
-                .is_some_and(|t| t.elapsed() < self.settings.resync)
+                .is_some_and(|(l, t)| *l == lacking && t.elapsed() < self.settings.resync)
             {
                 continue;
             }
-            st.dhcp_asked.insert(n.id.clone(), Instant::now());
+            st.dhcp_asked
+                .insert(n.id.clone(), (lacking, Instant::now()));
             match self
                 .control
                 .ensure_dhcp_port(&self.settings.host, &n.id)
@@ -773,6 +774,41 @@ pub fn plumbing(
     );
     let driver = NetplaneDriver::new(s, np, control);
     Ok(Arc::new(NetplaneHost::new(driver, files)))
+}
+
+/// Removes everything the data plane of `config` made on this host (`nubo admin
+/// netplane-teardown`): for a cloud stopped for good. Refuses while a data plane runs here.
+pub async fn teardown(config: &Config) -> Result<String, String> {
+    if driver_of(config)? != Driver::Linux {
+        return Ok("no data plane configured: nothing to remove".into());
+    }
+    preflight(config)?;
+    let state_dir = if config.netplane.state_dir.as_os_str().is_empty() {
+        config.server.data_dir.join("netplane")
+    } else {
+        config.netplane.state_dir.clone()
+    };
+    let _lock = HostLock::acquire(&state_dir)?;
+    let np = LinuxNetplane::new(nubo_netplane::Config {
+        state_dir: state_dir.clone(),
+        ..nubo_netplane::Config::default()
+    });
+    let report = np
+        .apply(&HostNetwork::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    if !report.errors.is_empty() {
+        return Err(format!(
+            "data plane teardown left {} error(s): {}",
+            report.errors.len(),
+            report.errors.join("; ")
+        ));
+    }
+    Ok(format!(
+        "data plane of {} removed ({} changes)",
+        state_dir.display(),
+        report.changes.len()
+    ))
 }
 
 /// Records the last desired state a fake control plane handed out (tests).

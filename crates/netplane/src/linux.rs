@@ -1252,6 +1252,20 @@ impl Inner {
             .chain(d.dhcp_servers.iter().map(|s| self.ns.dhcp(&s.network_id)))
             .collect();
         for ns in namespaces.difference(&want_ns) {
+            // Processes we did not record (another state directory's, or started by hand)
+            // would live on in the deleted namespace: stop them first.
+            let stray = self
+                .run
+                .run("ip", &["netns".into(), "pids".into(), ns.clone()], None)
+                .unwrap_or_default();
+            let pids: Vec<i32> = stray
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            if !pids.is_empty() {
+                crate::procs::terminate(&pids);
+                cx.change(format!("stop stray processes {pids:?} in {ns}"));
+            }
             self.run.ip_global(&["netns", "del", ns])?;
             cx.change(format!("delete namespace {ns}"));
             if let Some((kind, id)) = self.ns.parse(ns) {

@@ -233,3 +233,28 @@ impl Supervisor {
         self.children.lock().keys().cloned().collect()
     }
 }
+
+/// Stops processes that are not ours to wait for: SIGTERM, up to 2 s, then SIGKILL.
+pub fn terminate(pids: &[i32]) {
+    let alive = |pid: i32| matches!(stat(pid as u32), Some((s, _)) if s != 'Z');
+    for &pid in pids {
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline && pids.iter().any(|&p| alive(p)) {
+        for &pid in pids {
+            unsafe {
+                libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for &pid in pids.iter().filter(|&&p| alive(p)) {
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
+        }
+    }
+}

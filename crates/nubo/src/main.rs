@@ -75,6 +75,14 @@ enum AdminTask {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Remove everything the (stopped) cloud's data plane made on this host: namespaces,
+    /// bridges, taps, nft tables, dnsmasq and radvd (data plane, issue 6).
+    NetplaneTeardown {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn load_config(
@@ -144,6 +152,16 @@ async fn main() -> anyhow::Result<()> {
                 "rotated Fernet keys in {}: key {primary} is now primary",
                 dir.display()
             );
+            Ok(())
+        }
+        Command::Admin {
+            task: AdminTask::NetplaneTeardown { data_dir, config },
+        } => {
+            let config = load_config(config.as_ref(), data_dir, None)?;
+            let summary = nubo_agent::netplane::teardown(&config)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            println!("{summary}");
             Ok(())
         }
         Command::Bench { what } => bench::run(what).await,
