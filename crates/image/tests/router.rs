@@ -525,6 +525,7 @@ async fn other_projects_see_404_or_403() {
         (Method::POST, p("/actions/deactivate"), None),
         (Method::GET, p("/members"), None),
         (Method::POST, p("/members"), Some(json!({"member": "p-b"}))),
+        (Method::GET, p("/tasks"), None),
     ] {
         let reply = c.call(method.clone(), &path, Some("bob"), body).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {path}");
@@ -1296,4 +1297,31 @@ async fn uploads_of_a_dead_node_are_queued_again() {
     };
     assert_eq!(status(&dead.id).await, "queued");
     assert_eq!(status(&live.id).await, "saving");
+}
+
+/// `GET /v2/images/{id}/tasks`: an image's import tasks (none: uploads finish in their request);
+/// a missing image is a 404.
+#[tokio::test]
+async fn image_tasks_are_empty() {
+    let c = cloud().await;
+    let id = c
+        .create(
+            "alice",
+            json!({"name": "t", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let reply = c
+        .call(Method::GET, &format!("/v2/images/{id}/tasks"), Some("alice"), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json(), json!({"tasks": []}));
+    let missing = c
+        .call(
+            Method::GET,
+            "/v2/images/8c7a3b3e-0000-4000-8000-000000000000/tasks",
+            Some("alice"),
+            None,
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }

@@ -1,4 +1,4 @@
-//! `/v2/images`, `/v2/images/{id}`, its `file`, `tags/{tag}` and `actions/*`.
+//! `/v2/images`, `/v2/images/{id}`, its `file`, `tags/{tag}`, `actions/*` and `tasks`.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v2/images/{id}/actions/deactivate", post(deactivate))
         .route("/v2/images/{id}/actions/reactivate", post(reactivate))
         .route("/v2/images/{id}/stage", put(stage))
+        .route("/v2/images/{id}/tasks", get(image_tasks))
 }
 
 async fn list_images(
@@ -105,6 +106,17 @@ async fn get_image(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Error> {
     Ok(Json(image_view(&s.get_image(&caller, &id).await?)))
+}
+
+/// `GET /v2/images/{id}/tasks` (Image API 2.12): the import tasks of an image. Nubo's uploads
+/// and imports finish inside their request, so no image ever has a task to show.
+async fn image_tasks(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    s.get_image(&caller, &id).await?;
+    Ok(Json(json!({ "tasks": [] })))
 }
 
 async fn update_image(
