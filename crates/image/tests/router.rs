@@ -1311,7 +1311,12 @@ async fn image_tasks_are_empty() {
         )
         .await;
     let reply = c
-        .call(Method::GET, &format!("/v2/images/{id}/tasks"), Some("alice"), None)
+        .call(
+            Method::GET,
+            &format!("/v2/images/{id}/tasks"),
+            Some("alice"),
+            None,
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.json(), json!({"tasks": []}));
