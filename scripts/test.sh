@@ -4,6 +4,9 @@
 #   identity  on a real `nubo up` on loopback: the identity CLI journey, Tempest ^tempest.api.identity.
 #   image     the image CLI journey (incl. a 2 GiB round trip), Tempest ^tempest.api.image.
 #   network   the networking CLI journey, Tempest ^tempest.api.network.
+#   dataplane (root) a VM you can SSH into: scripts/acceptance/dataplane.sh on real QEMU (TCG)
+#             with the tiny image (DHCP, SLAAC, metadata, floating IP, security groups, SNAT,
+#             tenant isolation, healing, two hosts over VXLAN)
 #   qemu      the guest image built and booted under QEMU (TCG) from a copy-on-write overlay, and
 #             the hypervisor crate's real-QEMU tier
 # Installs what is missing first (scripts/install-deps.sh). Ends with one line:
@@ -11,7 +14,7 @@
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-stages=${NUBO_TEST_STAGES:-fast identity image network qemu}
+stages=${NUBO_TEST_STAGES:-fast identity image network dataplane qemu}
 passed=0 failed=0 skipped=0
 log_dir=${NUBO_TEST_LOGS:-$(mktemp -d /tmp/nubo-test.XXXXXX)}
 mkdir -p "$log_dir"
@@ -39,7 +42,10 @@ fi
 # ---------------------------------------------------------------- a real cloud on loopback
 cloud_pid=""
 stop_cloud() {
-  if [ -n "$cloud_pid" ]; then kill "$cloud_pid" 2>/dev/null; wait "$cloud_pid" 2>/dev/null; cloud_pid=""; fi
+  if [ -n "$cloud_pid" ]; then kill "$cloud_pid" 2>/dev/null; wait "$cloud_pid" 2>/dev/null; cloud_pid=""
+    # What the cloud's data plane made on this host (namespaces, bridges, dnsmasq, radvd).
+    [ "$(id -u)" -eq 0 ] && "${CARGO_TARGET_DIR:-target}/debug/nubo" admin netplane-teardown --data-dir "$data" >/dev/null 2>&1
+  fi
 }
 trap stop_cloud EXIT
 start_cloud() {
@@ -99,6 +105,22 @@ if want network; then
   start_cloud
   acceptance network-cli
   tempest network '^tempest\.api\.network\.'
+fi
+
+if want dataplane; then
+  echo "[test] stage dataplane: a VM you can SSH into (real QEMU, TCG, tiny image)"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "SKIP: the dataplane stage needs root"; add_counts 0 0 1
+  else
+    [ -f tools/guest-image/out/tiny.raw ] || tools/guest-image/build.sh > "$log_dir/guest-image-build.txt" 2>&1 \
+      || { tail -20 "$log_dir/guest-image-build.txt"; add_counts 0 1 0; }
+    start_cloud
+    # A cloud started by an earlier stage before the image existed has no `tiny` yet.
+    osc=${NUBO_VENV_DIR:-$repo/.venvs}/osc/bin/openstack
+    "$osc" image show tiny >/dev/null 2>&1 || "$osc" image create --file tools/guest-image/out/tiny.raw \
+      --disk-format raw --container-format bare --public tiny >/dev/null
+    acceptance dataplane
+  fi
 fi
 stop_cloud
 
