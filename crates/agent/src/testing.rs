@@ -316,12 +316,25 @@ impl Fleet {
         panic!("hosts did not register");
     }
 
-    /// One HTTP call to the fleet's API; returns status and JSON (Null when empty).
+    /// One HTTP call to the fleet's API at compute 2.79; returns status and JSON (Null when
+    /// empty).
     pub async fn call(
         &self,
         method: &str,
         path: &str,
         token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.call_at(method, path, token, "2.79", body).await
+    }
+
+    /// [`Self::call`] at compute microversion `version`.
+    pub async fn call_at(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        version: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
         let stream = tokio::net::TcpStream::connect(self.addr)
@@ -338,7 +351,7 @@ impl Fleet {
             .uri(path)
             .header("host", self.addr.to_string())
             .header("x-auth-token", token)
-            .header("openstack-api-version", "compute 2.79")
+            .header("openstack-api-version", format!("compute {version}"))
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(
                 body.map(|b| b.to_string()).unwrap_or_default(),

@@ -120,7 +120,11 @@ impl FakeVm {
         self.power = PowerState::Running;
         self.reason = None;
         let name = self.spec.name.clone();
+        // The tiny guest's boot sequence, as QEMU's console shows it (tools/guest-image).
         self.log("nubo-guest: boot kernel=fake uptime=0.00");
+        self.log("nubo-guest: modules loaded uptime=0.00");
+        self.log("nubo-guest: datasource=fake uptime=0.00");
+        self.log("nubo-guest: sshd up port=22 pid=1");
         self.log(&format!(
             "nubo-guest: ready hostname={name} ip=none datasource=fake uptime=0.00 boot={}",
             self.boots

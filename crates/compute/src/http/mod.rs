@@ -7,6 +7,7 @@
 //! secret) and [`metadata_router`] (`/metadata`, the guest metadata service behind the
 //! data-plane proxy's HMAC headers).
 
+mod aggregates;
 mod flavors;
 mod images;
 mod internal;
@@ -14,6 +15,9 @@ mod internal_netplane; // data plane (issue 6)
 mod keypairs;
 mod metadata;
 mod misc;
+mod nova_network;
+mod server_extras;
+mod server_groups;
 mod servers;
 
 use std::sync::Arc;
@@ -57,6 +61,10 @@ pub fn router(
         .merge(servers::routes())
         .merge(misc::routes())
         .merge(misc::admin_routes())
+        .merge(server_groups::routes())
+        .merge(aggregates::routes())
+        .merge(nova_network::routes())
+        .merge(server_extras::routes())
         .layer(axum::middleware::from_fn(microversion::negotiate))
         .layer(from_fn_with_state(validator, require_token));
     Router::new()
@@ -103,6 +111,7 @@ pub(crate) fn view_ctx(
         mv,
         admin: caller.is_admin(),
         base: compute_base(headers, public),
+        floating: Default::default(),
     }
 }
 

@@ -12,6 +12,7 @@ use nubo_common::http::RequestId;
 use nubo_common::{Caller, Error, Result};
 use serde_json::{json, Value};
 
+use super::server_extras::{with_floating, with_groups};
 use super::{json_status, request_id, view_ctx, JsonBody, PublicUrl, Routes, Svc};
 use crate::microversion::Microversion;
 use crate::service::actions::PowerOp;
@@ -59,7 +60,6 @@ pub(super) fn routes() -> Routes {
             "/v2.1/servers/{id}/os-server-password",
             get(password).delete(clear_password),
         )
-        .route("/v2.1/servers/{id}/os-security-groups", get(server_groups))
 }
 
 fn parse_query(raw: Option<String>) -> Vec<(String, String)> {
@@ -198,7 +198,8 @@ async fn detail(
     let pairs = parse_query(raw);
     let q = list_query(&pairs);
     let rows = state.list_servers(&caller, &q).await?;
-    let ctx = view_ctx(&headers, &public, mv, &caller);
+    let mut ctx = view_ctx(&headers, &public, mv, &caller);
+    with_floating(&state, &mut ctx, &rows.iter().collect::<Vec<_>>()).await?;
     let statuses = if ctx.admin && mv.at_least(16) {
         state.host_statuses().await?
     } else {
@@ -231,11 +232,11 @@ async fn show(
 ) -> Result<Response> {
     let row = state.get_server(&caller, &id).await?;
     let hs = state.host_status(&row).await?;
-    let ctx = view_ctx(&headers, &public, mv, &caller);
-    Ok(json_status(
-        StatusCode::OK,
-        json!({"server": views::server_detail(&ctx, &row, hs.as_deref(), true)}),
-    ))
+    let mut ctx = view_ctx(&headers, &public, mv, &caller);
+    with_floating(&state, &mut ctx, &[&row]).await?;
+    let mut v = views::server_detail(&ctx, &row, hs.as_deref(), true);
+    with_groups(&state, &mut v, &row.id).await?;
+    Ok(json_status(StatusCode::OK, json!({ "server": v })))
 }
 
 async fn create(
@@ -290,11 +291,11 @@ async fn update(
 ) -> Result<Response> {
     let row = state.update_server(&caller, &id, &body, mv).await?;
     let hs = state.host_status(&row).await?;
-    let ctx = view_ctx(&headers, &public, mv, &caller);
-    Ok(json_status(
-        StatusCode::OK,
-        json!({"server": views::server_update_view(&ctx, &row, hs.as_deref())}),
-    ))
+    let mut ctx = view_ctx(&headers, &public, mv, &caller);
+    with_floating(&state, &mut ctx, &[&row]).await?;
+    let mut v = views::server_update_view(&ctx, &row, hs.as_deref());
+    with_groups(&state, &mut v, &row.id).await?;
+    Ok(json_status(StatusCode::OK, json!({ "server": v })))
 }
 
 async fn delete(
@@ -458,9 +459,11 @@ async fn action(
         }
         "rebuild" => {
             let (row, pass) = state.rebuild_server(&caller, &id, &body, mv, &rid).await?;
-            let ctx = view_ctx(&headers, &public, mv, &caller);
+            let mut ctx = view_ctx(&headers, &public, mv, &caller);
+            with_floating(&state, &mut ctx, &[&row]).await?;
             let hs = state.host_status(&row).await?;
             let mut v = views::server_update_view(&ctx, &row, hs.as_deref());
+            with_groups(&state, &mut v, &row.id).await?;
             if mv.at_least(54) {
                 v["key_name"] = json!(row.key_name);
             }
@@ -473,9 +476,10 @@ async fn action(
             v["adminPass"] = json!(pass);
             Ok(json_status(StatusCode::ACCEPTED, json!({ "server": v })))
         }
-        other => Err(Error::bad_request(format!(
-            "There is no such action: {other}"
-        ))),
+        other => {
+            let base = view_ctx(&headers, &public, mv, &caller).base;
+            super::server_extras::action(&state, &caller, mv, &base, &rid, &id, other, &body).await
+        }
     }
 }
 
@@ -675,9 +679,10 @@ async fn delete_tag(
 
 async fn ips(state: Svc, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     let row = state.get_server(&caller, &id).await?;
+    let floating = state.floating_ips_by_port(&[&row]).await?;
     Ok(json_status(
         StatusCode::OK,
-        json!({"addresses": views::addresses(&row, false)}),
+        json!({"addresses": views::addresses(&row, false, &floating)}),
     ))
 }
 
@@ -687,7 +692,8 @@ async fn ips_of(
     Path((id, label)): Path<(String, String)>,
 ) -> Result<Response> {
     let row = state.get_server(&caller, &id).await?;
-    let all = views::addresses(&row, false);
+    let floating = state.floating_ips_by_port(&[&row]).await?;
+    let all = views::addresses(&row, false, &floating);
     let list = all
         .get(&label)
         .ok_or_else(|| Error::not_found("There is no such network label"))?;
@@ -785,7 +791,7 @@ async fn list_actions(
     mv: Microversion,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let actions = state.instance_actions(&caller, &id).await?;
+    let actions = state.instance_actions_at(&caller, &id, mv).await?;
     Ok(json_status(
         StatusCode::OK,
         json!({"instanceActions": actions.iter().map(|a| action_view(a, mv)).collect::<Vec<_>>()}),
@@ -798,7 +804,7 @@ async fn show_action(
     mv: Microversion,
     Path((id, req)): Path<(String, String)>,
 ) -> Result<Response> {
-    let (a, events) = state.instance_action(&caller, &id, &req).await?;
+    let (a, events) = state.instance_action_at(&caller, &id, &req, mv).await?;
     let mut v = action_view(&a, mv);
     let admin = caller.is_admin();
     v["events"] = json!(events
@@ -838,17 +844,4 @@ async fn password(state: Svc, caller: Caller, Path(id): Path<String>) -> Result<
 async fn clear_password(state: Svc, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
     state.get_server(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn server_groups(state: Svc, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    let row = state.get_server(&caller, &id).await?;
-    let groups: Vec<Value> = row
-        .security_groups
-        .iter()
-        .map(|g| json!({"name": g, "description": "", "id": g, "tenant_id": row.project_id, "rules": []}))
-        .collect();
-    Ok(json_status(
-        StatusCode::OK,
-        json!({ "security_groups": groups }),
-    ))
 }

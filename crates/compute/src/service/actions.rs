@@ -448,15 +448,42 @@ impl ComputeService {
             None | Some(Value::Null) => BTreeMap::new(),
             Some(m) => super::servers::parse_metadata(m)?,
         };
-        check_lock(caller, &row)?;
+        self.snapshot_to_image(
+            caller,
+            &row,
+            name,
+            properties,
+            None,
+            "createImage",
+            request_id,
+        )
+        .await
+    }
+
+    /// What createImage and createBackup share: the image record (`backup`: its type and
+    /// rotation, for a backup), a cold snapshot in the background, the upload, and (backups)
+    /// the rotation of older backups once the new one is active.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn snapshot_to_image(
+        self: &Arc<Self>,
+        caller: &Caller,
+        row: &ServerRow,
+        name: String,
+        properties: BTreeMap<String, String>,
+        backup: Option<(String, i64)>,
+        action: &str,
+        request_id: &str,
+    ) -> Result<String> {
+        let id = row.id.as_str();
+        check_lock(caller, row)?;
         if !["active", "stopped", "paused", "suspended"].contains(&row.vm_state.as_str())
             || row.task_state.is_some()
             || row.deleting
         {
-            return Err(conflict_state(id, "createImage", &row));
+            return Err(conflict_state(id, action, row));
         }
         let (Some(host), Some(disk)) = (row.host.clone(), row.disk_name.clone()) else {
-            return Err(conflict_state(id, "createImage", &row));
+            return Err(conflict_state(id, action, row));
         };
         let mut record = serde_json::Map::new();
         record.insert("name".into(), json!(name));
@@ -464,7 +491,15 @@ impl ComputeService {
         record.insert("container_format".into(), json!("bare"));
         record.insert("visibility".into(), json!("private"));
         record.insert("min_disk".into(), json!(row.flavor.root_gb));
-        record.insert("image_type".into(), json!("snapshot"));
+        match &backup {
+            Some((kind, _)) => {
+                record.insert("image_type".into(), json!("backup"));
+                record.insert("backup_type".into(), json!(kind));
+            }
+            None => {
+                record.insert("image_type".into(), json!("snapshot"));
+            }
+        }
         record.insert("instance_uuid".into(), json!(id));
         if !row.image_ref.is_empty() {
             record.insert("base_image_ref".into(), json!(row.image_ref));
@@ -489,7 +524,7 @@ impl ComputeService {
         r.hard_stop = true;
         r.updated_at = now();
         store::servers::update(&mut tx, &r).await?;
-        self.record_action(&mut tx, caller, &r, "createImage", request_id)
+        self.record_action(&mut tx, caller, &r, action, request_id)
             .await?;
         let generation = self.bump_host(&mut tx, &host).await?;
         tx.commit().await?;
@@ -512,6 +547,9 @@ impl ComputeService {
             {
                 tracing::warn!(server_id = %server_id, image_id = %image_for_task, error = %e, "snapshot failed");
                 let _ = this.image.delete_image(&caller, &image_for_task).await;
+            } else if let Some((kind, rotation)) = &backup {
+                this.rotate_backups(&caller, &server_id, kind, *rotation)
+                    .await;
             }
         });
         Ok(image_id)
@@ -834,34 +872,5 @@ impl ComputeService {
         self.network
             .release_server_port(&port.port_id, port.created)
             .await
-    }
-
-    // ----- instance actions -----
-
-    pub async fn instance_actions(
-        &self,
-        caller: &Caller,
-        id: &str,
-    ) -> Result<Vec<store::actions::ActionRow>> {
-        self.visible_server(caller, id).await?;
-        let mut conn = self.read().await?;
-        store::actions::list(&mut conn, id).await
-    }
-
-    pub async fn instance_action(
-        &self,
-        caller: &Caller,
-        id: &str,
-        request_id: &str,
-    ) -> Result<(store::actions::ActionRow, Vec<store::actions::EventRow>)> {
-        self.visible_server(caller, id).await?;
-        let mut conn = self.read().await?;
-        let action = store::actions::list(&mut conn, id)
-            .await?
-            .into_iter()
-            .find(|a| a.request_id == request_id)
-            .ok_or_else(|| Error::not_found(format!("Action {request_id} not found")))?;
-        let events = store::actions::events(&mut conn, action.id).await?;
-        Ok((action, events))
     }
 }

@@ -601,6 +601,7 @@ impl ComputeService {
             ));
         }
         store::hosts::delete(&mut tx, &h.name).await?;
+        store::aggregates::forget_host(&mut tx, &h.name).await?;
         tx.commit().await
     }
 

@@ -31,14 +31,18 @@
 //! the state machine on.
 
 pub mod actions;
+pub mod aggregates;
 pub mod flavors;
 pub mod hosts;
 pub mod images;
 pub mod keypairs;
 pub mod metadata;
 pub mod netplane_state; // data plane (issue 6)
+pub mod nova_network;
 pub mod quotas;
 pub mod scheduler;
+pub mod server_extras;
+pub mod server_groups;
 pub mod servers;
 pub mod views;
 

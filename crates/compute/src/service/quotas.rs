@@ -81,14 +81,21 @@ impl ComputeService {
 
     /// Usage of a project: instances, cores, ram, key_pairs (of the caller), server groups.
     async fn usage_of(&self, project: &str, user: &str) -> Result<BTreeMap<String, i64>> {
-        let (instances, cores, ram) = {
+        let (instances, cores, ram, groups) = {
             let mut conn = self.read().await?;
-            store::servers::project_usage(&mut conn, project).await?
+            let (i, c, r) = store::servers::project_usage(&mut conn, project).await?;
+            (
+                i,
+                c,
+                r,
+                store::server_groups::count(&mut conn, project).await?,
+            )
         };
         let mut m = BTreeMap::new();
         m.insert("instances".to_string(), instances);
         m.insert("cores".to_string(), cores);
         m.insert("ram".to_string(), ram);
+        m.insert("server_groups".to_string(), groups);
         m.insert(
             "key_pairs".to_string(),
             store::keypairs::count(&self.db, user).await?,
@@ -277,7 +284,10 @@ impl ComputeService {
         abs.insert("totalCoresUsed".into(), json!(get(&u, "cores")));
         abs.insert("totalRAMUsed".into(), json!(get(&u, "ram")));
         abs.insert("totalInstancesUsed".into(), json!(get(&u, "instances")));
-        abs.insert("totalServerGroupsUsed".into(), json!(0));
+        abs.insert(
+            "totalServerGroupsUsed".into(),
+            json!(get(&u, "server_groups")),
+        );
         if !mv.at_least(36) {
             abs.insert(
                 "maxSecurityGroups".into(),

@@ -3,16 +3,18 @@
 //! Filters (Nova's `ComputeFilter`, `AvailabilityZoneFilter` and the resource filters that
 //! Placement applies): the host is up (heartbeat within `service_down_time`, not forced down)
 //! and enabled, in the requested availability zone, not one a previous attempt failed on, and
-//! has the flavor's vCPUs, RAM and disk free after allocation ratios. Weigher: the most free
-//! RAM first (spread, Nova's default), or the least (pack).
+//! has the flavor's vCPUs, RAM and disk free after allocation ratios; and the server group's
+//! policy and `same_host`/`different_host` hints ([`super::server_groups`]). Weigher: a soft
+//! group policy first, then the most free RAM (spread, Nova's default), or the least (pack).
 //!
 //! Claims are atomic: usage is the sum over the servers placed on a host, and [`ComputeService::
-//! claim`] runs inside the write transaction that records the placement, so two concurrent
+//! claim_for`] runs inside the write transaction that records the placement, so two concurrent
 //! creates never both see the last free slot.
 
 use chrono::Utc;
 use nubo_common::Result;
 
+use super::server_groups::Placement;
 use super::{ComputeService, Tx};
 use crate::store;
 use crate::store::hosts::HostRow;
@@ -73,14 +75,34 @@ impl ComputeService {
             .collect())
     }
 
-    /// Picks a host for `flavor` inside `tx` (the caller records the placement in the same
-    /// transaction). `None`: no valid host.
-    pub(crate) async fn claim(
+    /// Picks a host for `server` inside `tx` (the caller records the placement in the same
+    /// transaction); `None`: no valid host. The server group's policy and the scheduler hints
+    /// apply too (`ServerGroupAffinityFilter`, `ServerGroupAntiAffinityFilter`, `SameHostFilter`,
+    /// `DifferentHostFilter`, and the soft policies' weighers).
+    pub(crate) async fn claim_for(
+        &self,
+        tx: &mut Tx,
+        server: &crate::store::servers::ServerRow,
+        excluded: &[String],
+    ) -> Result<Option<HostRow>> {
+        let placement = self.placement_of(tx, &server.id).await?;
+        self.claim_with(
+            tx,
+            &server.flavor,
+            server.requested_az.as_deref(),
+            excluded,
+            &placement,
+        )
+        .await
+    }
+
+    async fn claim_with(
         &self,
         tx: &mut Tx,
         flavor: &FlavorSnapshot,
         az: Option<&str>,
         excluded: &[String],
+        placement: &Placement,
     ) -> Result<Option<HostRow>> {
         let s = &self.settings;
         let candidates: Vec<HostState> = self
@@ -90,6 +112,7 @@ impl ComputeService {
             .filter(|h| h.up && h.host.enabled)
             .filter(|h| az.is_none_or(|az| h.host.availability_zone == az))
             .filter(|h| !excluded.contains(&h.host.name))
+            .filter(|h| placement.allows(&h.host.name))
             .filter(|h| {
                 h.used_vcpus + flavor.vcpus
                     <= (h.host.vcpus as f64 * s.cpu_allocation_ratio).floor() as i64
@@ -103,14 +126,18 @@ impl ComputeService {
         let ratio = s.ram_allocation_ratio;
         let best = if s.pack {
             candidates.into_iter().min_by(|a, b| {
-                a.free_ram(ratio)
-                    .total_cmp(&b.free_ram(ratio))
+                placement
+                    .weight(&b.host.name)
+                    .cmp(&placement.weight(&a.host.name))
+                    .then_with(|| a.free_ram(ratio).total_cmp(&b.free_ram(ratio)))
                     .then_with(|| a.host.name.cmp(&b.host.name))
             })
         } else {
             candidates.into_iter().max_by(|a, b| {
-                a.free_ram(ratio)
-                    .total_cmp(&b.free_ram(ratio))
+                placement
+                    .weight(&a.host.name)
+                    .cmp(&placement.weight(&b.host.name))
+                    .then_with(|| a.free_ram(ratio).total_cmp(&b.free_ram(ratio)))
                     .then_with(|| b.host.name.cmp(&a.host.name))
             })
         };

@@ -67,6 +67,8 @@ pub struct CreateRequest {
     pub access_ipv6: String,
     pub admin_pass: Option<String>,
     pub disk_config: String,
+    /// `os:scheduler_hints`: server group, same_host, different_host.
+    pub hints: super::server_groups::SchedulerHints,
 }
 
 /// What create answers.
@@ -399,6 +401,7 @@ pub fn parse_create(body: &Value, mv: Microversion) -> Result<CreateRequest> {
         Some(_) => return Err(invalid("OS-DCF:diskConfig")),
     };
     Ok(CreateRequest {
+        hints: super::server_groups::SchedulerHints::parse(body)?,
         disk_config,
         name,
         image_id,
@@ -736,6 +739,8 @@ impl ComputeService {
             self.check_security_groups(&project, &req.security_groups)
                 .await?;
         }
+        self.check_hints(&project, &req.hints, req.max_count)
+            .await?;
         let snapshot = FlavorSnapshot {
             id: flavor.id.clone(),
             name: flavor.name.clone(),
@@ -845,6 +850,7 @@ impl ComputeService {
                 disk_config: req.disk_config.clone(),
             };
             store::servers::insert(&mut tx, &row).await?;
+            self.record_hints(&mut tx, &row.id, &req.hints).await?;
             store::actions::record(
                 &mut tx,
                 &row.id,
@@ -927,10 +933,7 @@ impl ComputeService {
                 None
             } else {
                 let mut tx = self.write().await?;
-                let az = row.requested_az.clone();
-                let mut chosen = self
-                    .claim(&mut tx, &row.flavor, az.as_deref(), &excluded)
-                    .await?;
+                let mut chosen = self.claim_for(&mut tx, &row, &excluded).await?;
                 if let Some(forced) = &forced_host {
                     chosen = chosen.filter(|h| &h.name == forced);
                     if chosen.is_none() {
@@ -1310,7 +1313,8 @@ impl ComputeService {
         }
         let mut tx = self.write().await?;
         store::servers::delete(&mut tx, id).await?;
-        store::actions::delete_of(&mut tx, id).await?;
+        // Its instance actions stay (os-instance-actions at 2.21+), its group membership goes.
+        self.forget_server(&mut tx, &row).await?;
         tx.commit().await?;
         self.signal_server(id);
         tracing::info!(server_id = %id, "server deleted");

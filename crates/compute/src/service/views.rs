@@ -1,7 +1,8 @@
 //! Wire shapes per microversion: servers (summary, detail, the reduced update/rebuild view),
 //! flavors, keypairs. Nova's `_STATE_MAP` for `status` lives here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha224};
@@ -18,6 +19,8 @@ pub struct ViewCtx {
     pub admin: bool,
     /// `http://host:port/compute`.
     pub base: String,
+    /// Floating IPs by port id, for `addresses` (empty unless the handler looked them up).
+    pub floating: Arc<HashMap<String, Vec<String>>>,
 }
 
 impl ViewCtx {
@@ -109,8 +112,13 @@ fn api_time(t: &str) -> String {
         .unwrap_or_default()
 }
 
-/// `addresses`: network name -> [{version, addr, OS-EXT-IPS:type, OS-EXT-IPS-MAC:mac_addr}].
-pub fn addresses(row: &ServerRow, extended: bool) -> Map<String, Value> {
+/// `addresses`: network name -> [{version, addr, OS-EXT-IPS:type, OS-EXT-IPS-MAC:mac_addr}]:
+/// each port's fixed IPs, then the floating IPs associated with it (`floating`, by port id).
+pub fn addresses(
+    row: &ServerRow,
+    extended: bool,
+    floating: &HashMap<String, Vec<String>>,
+) -> Map<String, Value> {
     let mut out: Map<String, Value> = Map::new();
     for p in &row.ports {
         let list = out
@@ -121,6 +129,17 @@ pub fn addresses(row: &ServerRow, extended: bool) -> Map<String, Value> {
             let mut a = json!({"version": version, "addr": ip});
             if extended {
                 a["OS-EXT-IPS:type"] = json!("fixed");
+                a["OS-EXT-IPS-MAC:mac_addr"] = json!(p.mac);
+            }
+            if let Value::Array(items) = list {
+                items.push(a);
+            }
+        }
+        for ip in floating.get(&p.port_id).map(Vec::as_slice).unwrap_or(&[]) {
+            let version = if ip.contains(':') { 6 } else { 4 };
+            let mut a = json!({"version": version, "addr": ip});
+            if extended {
+                a["OS-EXT-IPS:type"] = json!("floating");
                 a["OS-EXT-IPS-MAC:mac_addr"] = json!(p.mac);
             }
             if let Value::Array(items) = list {
@@ -177,7 +196,7 @@ fn basic(ctx: &ViewCtx, row: &ServerRow, map: &mut Map<String, Value>, extended_
     map.insert("updated".into(), json!(api_time(&row.updated_at)));
     map.insert(
         "addresses".into(),
-        Value::Object(addresses(row, extended_addresses)),
+        Value::Object(addresses(row, extended_addresses, &ctx.floating)),
     );
     map.insert("accessIPv4".into(), json!(row.access_ipv4));
     map.insert("accessIPv6".into(), json!(row.access_ipv6));

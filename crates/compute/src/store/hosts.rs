@@ -47,8 +47,21 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> HostRow {
     }
 }
 
+/// Every column, with the availability zone a host gets from an aggregate (`os-aggregates`
+/// with an `availability_zone`) in place of the one it registered with.
+const SELECT: &str =
+    "SELECT h.name, h.id, h.seq, h.vcpus, h.memory_mb, h.disk_gb, h.hypervisor_type,
+        h.hypervisor_version, h.host_ip,
+        coalesce((SELECT a.availability_zone FROM compute_aggregate_hosts ah
+                  JOIN compute_aggregates a ON a.id = ah.aggregate_id
+                  WHERE ah.host = h.name AND a.availability_zone IS NOT NULL
+                  ORDER BY a.id LIMIT 1), h.availability_zone) AS availability_zone,
+        h.enabled, h.disabled_reason, h.forced_down, h.generation, h.last_heartbeat,
+        h.created_at, h.updated_at
+    FROM compute_hosts h";
+
 pub async fn get(conn: &mut SqliteConnection, name: &str) -> Result<Option<HostRow>> {
-    let r = sqlx::query("SELECT * FROM compute_hosts WHERE name = ?")
+    let r = sqlx::query(&format!("{SELECT} WHERE h.name = ?"))
         .bind(name)
         .fetch_optional(conn)
         .await?;
@@ -56,7 +69,7 @@ pub async fn get(conn: &mut SqliteConnection, name: &str) -> Result<Option<HostR
 }
 
 pub async fn list(conn: &mut SqliteConnection) -> Result<Vec<HostRow>> {
-    let rows = sqlx::query("SELECT * FROM compute_hosts ORDER BY seq")
+    let rows = sqlx::query(&format!("{SELECT} ORDER BY h.seq"))
         .fetch_all(conn)
         .await?;
     Ok(rows.iter().map(row).collect())

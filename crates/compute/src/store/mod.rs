@@ -2,11 +2,14 @@
 //! hand. JSON text columns are decoded here. Decisions live in `service`.
 
 pub mod actions;
+pub mod aggregates;
+pub mod deleted;
 pub mod flavors;
 pub mod hosts;
 pub mod keypairs;
 pub mod quotas;
 pub mod requests;
+pub mod server_groups;
 pub mod servers;
 
 use nubo_common::Migration;
@@ -22,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "disk config",
         sql: include_str!("../../migrations/0002_disk_config.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "server groups, aggregates, deleted servers",
+        sql: include_str!("../../migrations/0010_groups_aggregates.sql"),
     },
 ];
 
