@@ -8,7 +8,7 @@ use http::StatusCode;
 use nubo_common::{Error, Result};
 use serde_json::{json, Value};
 
-use super::{accepted, status, AppState, JsonBody};
+use super::{accepted, status, AppState, JsonBody, ListRequest};
 use crate::service::input;
 use crate::service::query::parse_bool;
 use crate::service::Ctx;
@@ -55,10 +55,10 @@ fn flag(q: &[(String, String)], key: &str) -> bool {
         .any(|(k, v)| k == key && parse_bool(v).unwrap_or(true))
 }
 
-async fn list_types(State(s): State<AppState>, ctx: Ctx) -> Result<Response> {
+async fn list_types(State(s): State<AppState>, ctx: Ctx, list: ListRequest) -> Result<Response> {
     since(&ctx, 11)?;
     let items: Vec<Value> = s
-        .list_group_types(&ctx)
+        .list_group_types(&ctx, &list.params)
         .await?
         .iter()
         .map(|t| s.group_type_view(&ctx, t))

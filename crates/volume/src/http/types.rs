@@ -11,7 +11,7 @@ use http::StatusCode;
 use nubo_common::{Error, Result};
 use serde_json::{json, Map, Value};
 
-use super::{accepted, status, AppState, JsonBody};
+use super::{accepted, status, AppState, JsonBody, ListRequest};
 use crate::service::input;
 use crate::service::views::{self, TypeShape};
 use crate::service::Ctx;
@@ -65,12 +65,8 @@ fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-async fn list(
-    State(s): State<AppState>,
-    ctx: Ctx,
-    Query(q): Query<Vec<(String, String)>>,
-) -> Result<Response> {
-    let types = s.list_types(&ctx, param(&q, "is_public")).await?;
+async fn list(State(s): State<AppState>, ctx: Ctx, list: ListRequest) -> Result<Response> {
+    let types = s.list_types(&ctx, &list.params).await?;
     let items: Vec<Value> = types
         .iter()
         .map(|t| s.type_view(&ctx, t, TypeShape::Show))

@@ -726,9 +726,8 @@ impl VolumeService {
                 })?,
                 None => match attachments.as_slice() {
                     [only] => only,
-                    [] => {
-                        return Err(invalid_volume(format!("Volume {id} is not attached.")));
-                    }
+                    // Nothing attached (a force detach came first): nothing to do, as Cinder.
+                    [] => return Ok(()),
                     _ => return Err(invalid_volume(
                         "Volume has more than one attachment: name the attachment_id to detach.",
                     )),
@@ -768,9 +767,11 @@ impl VolumeService {
         let format = match disk_format.as_str() {
             "raw" => ExportFormat::Raw,
             "qcow2" => ExportFormat::Qcow2,
-            other => return Err(Error::bad_request(format!(
+            other => {
+                return Err(Error::bad_request(format!(
                 "Invalid disk-format '{other}' is specified. Allowed disk-formats are raw, qcow2."
-            ))),
+            )))
+            }
         };
         let container_format =
             input::opt_string("container_format", args.get("container_format"), 255)?

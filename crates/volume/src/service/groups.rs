@@ -12,6 +12,7 @@ use nubo_common::{Error, Result};
 use serde_json::{json, Value};
 
 use super::input::{self, member};
+use super::query::ListParams;
 use super::volumes::CreateVolume;
 use super::{now, require_admin, require_member, require_reader, Ctx, VolumeService};
 use crate::store;
@@ -94,14 +95,48 @@ impl VolumeService {
         Ok(t)
     }
 
-    pub async fn list_group_types(&self, ctx: &Ctx) -> Result<Vec<GroupTypeRow>> {
+    /// Group types: admins see every one (or `is_public=true|false` ones), others the public
+    /// ones; sorted by `sort` (name, id, created_at...).
+    pub async fn list_group_types(&self, ctx: &Ctx, p: &ListParams) -> Result<Vec<GroupTypeRow>> {
         require_reader(ctx, "group:group_types:get_all")?;
-        let mut conn = self.read().await?;
-        Ok(store::groups::list_types(&mut conn)
-            .await?
-            .into_iter()
-            .filter(|t| ctx.admin() || t.is_public)
-            .collect())
+        let want_public = p
+            .filters
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "is_public")
+            .and_then(|(_, v)| super::query::parse_bool(v));
+        let mut rows: Vec<GroupTypeRow> = {
+            let mut conn = self.read().await?;
+            store::groups::list_types(&mut conn).await?
+        }
+        .into_iter()
+        .filter(|t| {
+            if ctx.admin() {
+                want_public.is_none_or(|w| w == t.is_public)
+            } else {
+                t.is_public
+            }
+        })
+        .collect();
+        super::query::sort(
+            &mut rows,
+            &p.sort,
+            &["id", "name", "created_at", "is_public", "description"],
+            |t, k| match k {
+                "name" => t.name.clone(),
+                "created_at" => t.created_at.clone(),
+                "is_public" => t.is_public.to_string(),
+                "description" => t.description.clone().unwrap_or_default(),
+                _ => t.id.clone(),
+            },
+        )?;
+        let page = super::query::page(
+            rows,
+            p,
+            |t| t.id.as_str(),
+            |m| Error::not_found(format!("Marker {m} could not be found.")),
+        )?;
+        Ok(page.items)
     }
 
     pub async fn get_group_type(&self, ctx: &Ctx, id: &str) -> Result<GroupTypeRow> {

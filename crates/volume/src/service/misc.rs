@@ -370,9 +370,9 @@ impl VolumeService {
         };
         json!({
             "volume_backend_name": self.settings.backend_name,
-            "vendor_name": "Nubo",
+            "vendor_name": super::volumes::BACKEND_VENDOR,
             "driver_version": env!("CARGO_PKG_VERSION"),
-            "storage_protocol": "file",
+            "storage_protocol": super::volumes::BACKEND_PROTOCOL,
             "total_capacity_gb": (total * 100.0).round() / 100.0,
             "free_capacity_gb": (free * 100.0).round() / 100.0,
             "reserved_percentage": 0,

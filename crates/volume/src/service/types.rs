@@ -99,7 +99,19 @@ impl VolumeService {
         }
     }
 
-    pub async fn list_types(&self, ctx: &Ctx, is_public: Option<&str>) -> Result<Vec<TypeRow>> {
+    /// Types the caller may use (admins: every one, or `is_public=true|false` ones), sorted and
+    /// paged like volumes.
+    pub async fn list_types(
+        &self,
+        ctx: &Ctx,
+        p: &super::query::ListParams,
+    ) -> Result<Vec<TypeRow>> {
+        let is_public = p
+            .filters
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "is_public")
+            .map(|(_, v)| v.as_str());
         require_reader(ctx, "volume_extension:types_manage")?;
         let rows = {
             let mut conn = self.read().await?;
@@ -123,7 +135,25 @@ impl VolumeService {
             }
             out.push(t);
         }
-        Ok(out)
+        super::query::sort(
+            &mut out,
+            &p.sort,
+            &["id", "name", "created_at", "is_public", "description"],
+            |t, k| match k {
+                "name" => t.name.clone(),
+                "created_at" => t.created_at.clone(),
+                "is_public" => t.is_public.to_string(),
+                "description" => t.description.clone().unwrap_or_default(),
+                _ => t.id.clone(),
+            },
+        )?;
+        let page = super::query::page(
+            out,
+            p,
+            |t| t.id.as_str(),
+            |m| Error::not_found(format!("Marker {m} could not be found.")),
+        )?;
+        Ok(page.items)
     }
 
     pub async fn get_type(&self, ctx: &Ctx, id: &str) -> Result<TypeRow> {

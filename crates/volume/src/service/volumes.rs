@@ -364,6 +364,12 @@ impl VolumeService {
                 }
             }
         };
+        if self.type_is_encrypted(&vtype.id).await? {
+            return Err(Error::bad_request(format!(
+                "Invalid volume type: volume type {} is encrypted, and encrypted volumes need a key manager, which this cloud does not run.",
+                vtype.name
+            )));
+        }
         // The availability zone.
         let az = match &req.availability_zone {
             Some(az) if az != &self.settings.availability_zone => {
@@ -460,6 +466,10 @@ impl VolumeService {
         let name = volume_object(id);
         let outcome = async {
             let _guard = self.lock_volume(id).await;
+            // The scheduler's capabilities filter: a type asking for what the backend lacks.
+            if let Some(reason) = self.unschedulable(id).await? {
+                return Err(Error::bad_request(reason).with_kind("NoValidBackend"));
+            }
             self.injected(Step::CreateData)?;
             let bytes = size as u64 * GIB;
             match &origin {
@@ -536,15 +546,19 @@ impl VolumeService {
                     })
                     .await;
                 if let Some(v) = self.load_volume(id).await.ok().flatten() {
-                    self.record_message(
-                        &v.project_id,
-                        request_id,
-                        "VOLUME",
-                        id,
-                        "VOLUME_VOLUME_001_003",
-                        "create volume: Could not create the volume's data.",
-                    )
-                    .await;
+                    let (event, text) = if e.kind == "NoValidBackend" {
+                        (
+                            "VOLUME_VOLUME_001_002",
+                            "schedule allocate volume:Could not find any available weighted backend.",
+                        )
+                    } else {
+                        (
+                            "VOLUME_VOLUME_001_003",
+                            "create volume: Could not create the volume's data.",
+                        )
+                    };
+                    self.record_message(&v.project_id, request_id, "VOLUME", id, event, text)
+                        .await;
                 }
             }
         }
@@ -1045,5 +1059,77 @@ fn volume_sort_field(v: &VolumeRow, key: &str, types: &[TypeRow]) -> String {
         "attach_status" => v.attach_status.clone(),
         "multiattach" => v.multiattach.to_string(),
         k => volume_field(v, k).unwrap_or_default(),
+    }
+}
+
+/// The capabilities the one backend reports, as the scheduler's filter compares them with a
+/// volume type's extra specs (`capabilities:` scope or none).
+pub(crate) const BACKEND_VENDOR: &str = "Nubo";
+pub(crate) const BACKEND_PROTOCOL: &str = "file";
+
+/// Compares a spec value (maybe with an operator: `<is>`, `<in>`, `s==`, `==`) with a
+/// capability.
+fn spec_matches(spec: &str, capability: &str) -> bool {
+    let s = spec.trim();
+    let (op, want) = match s.split_once(' ') {
+        Some((op, rest)) if op.starts_with('<') || op.contains("==") || op.contains("!=") => {
+            (op, rest.trim())
+        }
+        _ => ("", s),
+    };
+    match op {
+        "<in>" => capability.to_lowercase().contains(&want.to_lowercase()),
+        "s!=" | "!=" => !want.eq_ignore_ascii_case(capability),
+        "<or>" => want
+            .split("<or>")
+            .any(|w| w.trim().eq_ignore_ascii_case(capability)),
+        _ => want.eq_ignore_ascii_case(capability),
+    }
+}
+
+impl VolumeService {
+    /// Why no backend can hold the volume (its type asks for another backend, vendor or
+    /// protocol), or `None`.
+    pub(crate) async fn unschedulable(&self, volume_id: &str) -> Result<Option<String>> {
+        let Some(v) = self.load_volume(volume_id).await? else {
+            return Ok(None);
+        };
+        let Some(t) = (match &v.type_id {
+            Some(t) => self.type_by_id(t).await?,
+            None => None,
+        }) else {
+            return Ok(None);
+        };
+        let capabilities = [
+            ("volume_backend_name", self.settings.backend_name.as_str()),
+            ("vendor_name", BACKEND_VENDOR),
+            ("storage_protocol", BACKEND_PROTOCOL),
+        ];
+        for (key, value) in &t.extra_specs {
+            let key = key.strip_prefix("capabilities:").unwrap_or(key);
+            if let Some((_, cap)) = capabilities.iter().find(|(k, _)| *k == key) {
+                if !spec_matches(value, cap) {
+                    return Ok(Some(format!(
+                        "No valid backend was found: volume type {} asks for {key} {value}, the backend has {cap}.",
+                        t.name
+                    )));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spec_matches;
+
+    #[test]
+    fn capability_specs() {
+        assert!(spec_matches("file", "file"));
+        assert!(spec_matches("<is> file", "file"));
+        assert!(spec_matches("<in> Nub", "Nubo"));
+        assert!(!spec_matches("iSCSI", "file"));
+        assert!(spec_matches("<or> iSCSI <or> file", "file"));
     }
 }
