@@ -178,9 +178,26 @@ disk_formats = raw,qcow2,ami,ari,aki,vhd,vhdx,vmdk,vdi,iso,ploop
 [volume]
 catalog_type = block-storage
 min_microversion = 3.0
-max_microversion = latest
+# The highest microversion Nubo's block storage advertises (crates/volume/src/microversion.rs MAX).
+max_microversion = 3.71
+# One backend: Nubo's block store (qcow2 copy-on-write files); what its pools and capabilities say.
+backend_names = local
+vendor_name = Nubo
+storage_protocol = file
 [volume-feature-enabled]
+# No cinder-backup service runs: the backups API lists nothing and refuses creates.
 backup = false
+snapshot = true
+clone = true
+# One backend only: retype never migrates, multi-backend tests need two.
+multi_backend = false
+# Nothing outside Nubo lives in its block store: there is nothing to manage or unmanage.
+manage_volume = false
+manage_snapshot = false
+# Attached volumes grow online (the agent's QMP block_resize).
+extend_attached_volume = true
+# Encrypted volumes need a key manager (Barbican): none.
+extend_attached_encrypted_volume = false
 enable_volume_image_dep_tests = $(available volume/v3/)
 EOF
 mkdir -p "$out/logs" "$out/locks"

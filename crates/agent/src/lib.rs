@@ -21,6 +21,7 @@ pub mod host;
 pub mod netplane; // data plane (issue 6)
 pub mod setup;
 pub mod testing;
+mod volumes; // block storage (issue 7)
 mod worker;
 
 use std::collections::{HashMap, HashSet};
@@ -309,6 +310,7 @@ impl Agent {
                         reason: v.reason.clone(),
                         applied_reboot_seq: reboot,
                         applied_respawn_seq: respawn,
+                        disks: v.disks.clone(),
                         id,
                     }
                 })

@@ -205,6 +205,9 @@ async fn spec_of(shared: &Shared, vm: VmId, d: &DesiredServer) -> Result<VmSpec,
             format: ConfigDriveFormat::Vfat,
         });
     }
+    // Volumes (block storage, issue 7).
+    spec.disks
+        .extend(crate::volumes::spawn_disks(shared, d).await);
     Ok(spec)
 }
 
@@ -285,6 +288,8 @@ async fn converge(shared: &Shared, vm: VmId, d: &DesiredServer) -> Result<(), St
                 .await;
         }
     }
+    // Volumes (block storage, issue 7).
+    crate::volumes::converge(shared, vm, d, &current).await;
     // Reboot.
     if d.reboot_seq > reboot_done {
         let action = if d.reboot_hard {

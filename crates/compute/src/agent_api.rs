@@ -107,6 +107,23 @@ pub struct DesiredServer {
     /// snapshot changed the disk file) while `respawn_seq > applied_respawn_seq`.
     pub respawn_seq: u64,
     pub applied_respawn_seq: u64,
+    /// Volumes attached besides the root disk (block storage, issue 7).
+    #[serde(default)]
+    pub volumes: Vec<DesiredVolume>,
+}
+
+/// A volume a VM must have (Block Storage's attachments made through Compute): hot-plugged as
+/// a virtio-blk disk whose id is the volume id (its serial in the guest: the first 20
+/// characters), unplugged when it leaves the desired state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DesiredVolume {
+    pub volume_id: String,
+    /// The block store object (ask the block store to `describe` it right before attaching).
+    pub disk: String,
+    pub read_only: bool,
+    /// The volume's size: a running VM whose disk is smaller is grown to it (QMP
+    /// `block_resize`: online extend).
+    pub size_bytes: u64,
 }
 
 /// A question the API needs the agent to answer (the console log lives on the host).
@@ -140,6 +157,9 @@ pub struct ObservedServer {
     pub reason: Option<String>,
     pub applied_reboot_seq: u64,
     pub applied_respawn_seq: u64,
+    /// Ids of the VM's disks, root disk included (block storage, issue 7).
+    #[serde(default)]
+    pub disks: Vec<String>,
 }
 
 /// A VM the agent could not create (it does not exist on the host).

@@ -18,6 +18,7 @@ use nubo_identity::keys::KeyRing;
 use nubo_identity::{IdentityService, IdentitySettings};
 use nubo_image::{ImageService, ImageSettings};
 use nubo_network::{NetworkService, NetworkSettings};
+use nubo_volume::{VolumeService, VolumeSettings};
 
 /// Everything a running API holds.
 pub struct Cloud {
@@ -26,6 +27,7 @@ pub struct Cloud {
     pub image: Arc<ImageService>,
     pub network: Arc<NetworkService>,
     pub compute: Arc<ComputeService>,
+    pub volume: Arc<VolumeService>,
     pub metrics: SharedMetrics,
     pub bootstrap: BootstrapReport,
     /// The in-process agent's stop switch and task (`nubo up`), stopped first on shutdown.
@@ -64,13 +66,22 @@ impl Cloud {
                 .ensure_default_networks(&bootstrap.admin_project_id, &config.network)
                 .await?;
         }
+        let volume = VolumeService::new(
+            db.clone(),
+            VolumeSettings::from_config(&config.volume),
+            image.block_store().clone(),
+            image.clone(),
+        )
+        .await?;
         let compute = open_compute_service(&config, db, &image, &network).await?;
+        compute.set_volume_service(volume.clone());
         Ok(Cloud {
             config,
             identity,
             image,
             network,
             compute,
+            volume,
             metrics: Arc::new(Metrics::default()),
             bootstrap,
             local_agent: std::sync::Mutex::new(None),
@@ -105,6 +116,15 @@ impl Cloud {
             .nest(
                 "/network",
                 nubo_network::http::router(self.network.clone(), self.identity.clone()),
+            )
+            .route("/volume/", get(nubo_volume::http::versions_at_root))
+            .nest(
+                "/volume",
+                nubo_volume::http::router(
+                    self.volume.clone(),
+                    self.identity.clone(),
+                    &self.config.public_url(),
+                ),
             )
             .route("/compute/", get(nubo_compute::http::versions_at_root))
             .nest(

@@ -19,6 +19,7 @@ mod nova_network;
 mod server_extras;
 mod server_groups;
 mod servers;
+mod volume_attachments; // block storage (issue 7)
 
 use std::sync::Arc;
 
@@ -65,6 +66,7 @@ pub fn router(
         .merge(aggregates::routes())
         .merge(nova_network::routes())
         .merge(server_extras::routes())
+        .merge(volume_attachments::routes())
         .layer(axum::middleware::from_fn(microversion::negotiate))
         .layer(from_fn_with_state(validator, require_token));
     Router::new()

@@ -49,6 +49,7 @@ pub(crate) fn desired_of(r: &ServerRow) -> DesiredServer {
         applied_reboot_seq: r.applied_reboot_seq.max(0) as u64,
         respawn_seq: r.respawn_seq.max(0) as u64,
         applied_respawn_seq: r.applied_respawn_seq.max(0) as u64,
+        volumes: Vec::new(),
     }
 }
 
@@ -141,9 +142,12 @@ impl ComputeService {
         let rows = store::servers::on_host(&mut tx, host).await?;
         tx.commit().await?;
         let requests = store::requests::open_for(&self.db, host).await?;
+        let mut servers: Vec<DesiredServer> =
+            rows.iter().filter(|r| on_host(r)).map(desired_of).collect();
+        self.add_desired_volumes(&mut servers).await?;
         Ok(DesiredHost {
             generation: generation.max(0) as u64,
-            servers: rows.iter().filter(|r| on_host(r)).map(desired_of).collect(),
+            servers,
             requests,
         })
     }
@@ -290,6 +294,7 @@ impl ComputeService {
             }
         }
         tx.commit().await?;
+        self.observe_volumes(report).await;
         for id in &changed {
             self.signal_server(id);
         }

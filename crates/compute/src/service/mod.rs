@@ -45,6 +45,7 @@ pub mod server_extras;
 pub mod server_groups;
 pub mod servers;
 pub mod views;
+pub mod volume_attachments; // block storage (issue 7)
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -166,6 +167,8 @@ pub struct ComputeService {
     pub(crate) faults: Mutex<HashMap<BuildStep, u32>>,
     /// Turns true when the process shuts down: long-polls answer at once.
     shutdown: watch::Sender<bool>,
+    /// Block Storage, once connected (`set_volume_service`; block storage, issue 7).
+    pub(crate) volume: parking_lot::RwLock<Option<Arc<nubo_volume::VolumeService>>>,
 }
 
 /// A write transaction (`BEGIN IMMEDIATE`) holding this process's writer turn.
@@ -215,6 +218,7 @@ impl ComputeService {
             server_signals: Mutex::new(HashMap::new()),
             building: Mutex::new(HashSet::new()),
             faults: Mutex::new(HashMap::new()),
+            volume: parking_lot::RwLock::new(None),
             shutdown: watch::channel(false).0,
         });
         service.ensure_default_flavors().await?;

@@ -69,6 +69,8 @@ pub struct CreateRequest {
     pub disk_config: String,
     /// `os:scheduler_hints`: server group, same_host, different_host.
     pub hints: super::server_groups::SchedulerHints,
+    /// Volume block device mappings (destination `volume`; block storage, issue 7).
+    pub block_devices: Vec<nubo_volume::BootVolumeRequest>,
 }
 
 /// What create answers.
@@ -181,6 +183,7 @@ pub fn parse_create(body: &Value, mv: Microversion) -> Result<CreateRequest> {
         Some(Value::String(r)) => ref_id(r),
         Some(_) => return Err(invalid("imageRef")),
     };
+    let mut block_devices = Vec::new();
     if let Some(bdms) = s.get("block_device_mapping_v2") {
         let list = bdms
             .as_array()
@@ -207,6 +210,9 @@ pub fn parse_create(body: &Value, mv: Microversion) -> Result<CreateRequest> {
                     image_id = uuid.to_string();
                 }
                 ("blank", "local") => {}
+                (_, "volume") => {
+                    block_devices.push(super::volume_attachments::parse_volume_bdm(bdm, boot_index)?)
+                }
                 _ => {
                     return Err(Error::bad_request(format!(
                         "Block Device Mapping is Invalid: source_type {source} with destination_type {dest} is not supported yet (volumes: Block Storage)."
@@ -215,7 +221,10 @@ pub fn parse_create(body: &Value, mv: Microversion) -> Result<CreateRequest> {
             }
         }
     }
-    if image_id.is_empty() {
+    if super::volume_attachments::boots_from_volume(&block_devices) {
+        // The server boots from a volume: it has no image of its own (Nova shows "").
+        image_id.clear();
+    } else if image_id.is_empty() {
         return Err(Error::bad_request(
             "Block Device Mapping is Invalid: You specified more local devices than the limit allows",
         ));
@@ -403,6 +412,7 @@ pub fn parse_create(body: &Value, mv: Microversion) -> Result<CreateRequest> {
     Ok(CreateRequest {
         hints: super::server_groups::SchedulerHints::parse(body)?,
         disk_config,
+        block_devices,
         name,
         image_id,
         flavor_id,
@@ -661,46 +671,55 @@ impl ComputeService {
                 req.flavor_id
             )));
         }
-        let boot = match self
-            .image
-            .image_for_boot(caller, &ImageId(req.image_id.clone()))
-            .await
-        {
-            Ok(b) => b,
-            Err(e) if e.is_not_found() => {
-                return Err(Error::bad_request(format!(
-                    "Image {} could not be found.",
-                    req.image_id
-                )))
-            }
-            Err(e) if e.status == http::StatusCode::CONFLICT => {
-                return Err(Error::bad_request(format!(
-                    "Image {} is not active.",
-                    req.image_id
-                )))
-            }
-            Err(e) => return Err(Error::bad_request(e.message)),
+        // The image (none when the server boots from a volume: block storage, issue 7).
+        let boot = if super::volume_attachments::boots_from_volume(&req.block_devices) {
+            None
+        } else {
+            Some(
+                match self
+                    .image
+                    .image_for_boot(caller, &ImageId(req.image_id.clone()))
+                    .await
+                {
+                    Ok(b) => b,
+                    Err(e) if e.is_not_found() => {
+                        return Err(Error::bad_request(format!(
+                            "Image {} could not be found.",
+                            req.image_id
+                        )))
+                    }
+                    Err(e) if e.status == http::StatusCode::CONFLICT => {
+                        return Err(Error::bad_request(format!(
+                            "Image {} is not active.",
+                            req.image_id
+                        )))
+                    }
+                    Err(e) => return Err(Error::bad_request(e.message)),
+                },
+            )
         };
-        let image_size = boot
-            .image
-            .virtual_size
-            .or(boot.image.size)
-            .unwrap_or(0)
-            .max(0) as u64;
-        if flavor.root_gb > 0 && (flavor.root_gb as u64) * GIB < image_size {
-            return Err(Error::bad_request(
-                "Flavor's disk is too small for requested image.",
-            ));
-        }
-        if flavor.root_gb > 0 && boot.image.min_disk > flavor.root_gb {
-            return Err(Error::bad_request(
-                "Flavor's disk is too small for requested image.",
-            ));
-        }
-        if boot.image.min_ram > flavor.memory_mb {
-            return Err(Error::bad_request(
-                "Flavor's memory is too small for requested image.",
-            ));
+        if let Some(boot) = &boot {
+            let image_size = boot
+                .image
+                .virtual_size
+                .or(boot.image.size)
+                .unwrap_or(0)
+                .max(0) as u64;
+            if flavor.root_gb > 0 && (flavor.root_gb as u64) * GIB < image_size {
+                return Err(Error::bad_request(
+                    "Flavor's disk is too small for requested image.",
+                ));
+            }
+            if flavor.root_gb > 0 && boot.image.min_disk > flavor.root_gb {
+                return Err(Error::bad_request(
+                    "Flavor's disk is too small for requested image.",
+                ));
+            }
+            if boot.image.min_ram > flavor.memory_mb {
+                return Err(Error::bad_request(
+                    "Flavor's memory is too small for requested image.",
+                ));
+            }
         }
         // Keypair.
         let key_data = match &req.key_name {
@@ -734,6 +753,8 @@ impl ComputeService {
         }
         let nics = self
             .resolve_networks(&project, &req.networks, req.max_count)
+            .await?;
+        self.check_boot_volumes(caller, &req.block_devices, req.max_count)
             .await?;
         if !req.security_groups.is_empty() {
             self.check_security_groups(&project, &req.security_groups)
@@ -872,8 +893,9 @@ impl ComputeService {
             let id = row.id.clone();
             let boot = boot.clone();
             let forced = req.forced_host.clone();
+            let volumes = req.block_devices.clone();
             tokio::spawn(async move {
-                if let Err(e) = this.clone().build(&id, boot, forced).await {
+                if let Err(e) = this.clone().build(&id, boot, forced, volumes).await {
                     tracing::error!(server_id = %id, error = %e, "create sequence failed");
                     let _ = this
                         .fail_build(&id, 500, "Build of instance aborted.", Some(&e.to_string()))
@@ -916,8 +938,9 @@ impl ComputeService {
     async fn build(
         self: Arc<Self>,
         id: &str,
-        boot: BootImage,
+        boot: Option<BootImage>,
         forced_host: Option<String>,
+        volumes: Vec<nubo_volume::BootVolumeRequest>,
     ) -> Result<()> {
         let mut excluded: Vec<String> = Vec::new();
         let mut last_reason = String::new();
@@ -974,7 +997,7 @@ impl ComputeService {
             };
             tracing::debug!(server_id = %id, host = %host.name, attempt, "claimed");
             // 2. Ports; 3. disk; 4. desired state. Any failure undoes everything.
-            match self.place(id, &host.name, &boot).await {
+            match self.place(id, &host.name, boot.as_ref(), &volumes).await {
                 Ok(true) => {}
                 Ok(false) => {
                     // Deleted meanwhile: undone already.
@@ -1028,7 +1051,13 @@ impl ComputeService {
     }
 
     /// Steps 2 to 4 on `host`. `Ok(false)`: the server was deleted meanwhile (everything undone).
-    async fn place(&self, id: &str, host: &str, boot: &BootImage) -> Result<bool> {
+    async fn place(
+        &self,
+        id: &str,
+        host: &str,
+        boot: Option<&BootImage>,
+        volumes: &[nubo_volume::BootVolumeRequest],
+    ) -> Result<bool> {
         let Some(row) = self.load(id).await? else {
             return Ok(false);
         };
@@ -1099,12 +1128,22 @@ impl ComputeService {
         if self.injected(BuildStep::Disk) {
             return Err(Error::internal("injected failure: disk"));
         }
-        let disk = format!("disk-{id}");
-        let size = (row.flavor.root_gb > 0).then(|| row.flavor.root_gb as u64 * GIB);
-        self.blockstore
-            .create_clone(&boot.source(), &disk, size)
-            .await
-            .map_err(|e| Error::internal(format!("disk clone: {e}")))?;
+        // Volumes first (block storage, issue 7): a boot volume is the root disk.
+        let disk = match self.prepare_volumes(&row, volumes).await? {
+            Some(root) => root,
+            None => {
+                let Some(boot) = boot else {
+                    return Err(Error::internal("no image and no boot volume"));
+                };
+                let disk = format!("disk-{id}");
+                let size = (row.flavor.root_gb > 0).then(|| row.flavor.root_gb as u64 * GIB);
+                self.blockstore
+                    .create_clone(&boot.source(), &disk, size)
+                    .await
+                    .map_err(|e| Error::internal(format!("disk clone: {e}")))?;
+                disk
+            }
+        };
         // 4. Desired state.
         let recorded = self
             .modify(id, |r| {
@@ -1156,7 +1195,11 @@ impl ComputeService {
                 .release_server_port(&port.port_id, port.created)
                 .await?;
         }
-        if let Some(disk) = &row.disk_name {
+        if let Some(disk) = row
+            .disk_name
+            .as_ref()
+            .filter(|d| super::volume_attachments::owns_disk(d))
+        {
             self.blockstore
                 .delete(disk)
                 .await
@@ -1305,7 +1348,12 @@ impl ComputeService {
                 .release_server_port(&port.port_id, port.created)
                 .await?;
         }
+        // A boot volume is Block Storage's: released (and deleted when so asked) there.
+        self.release_volumes(id).await?;
         for disk in row.disk_name.iter().chain(row.old_disk.iter()) {
+            if !super::volume_attachments::owns_disk(disk) {
+                continue;
+            }
             self.blockstore
                 .delete(disk)
                 .await
