@@ -42,7 +42,7 @@ async fn serve(State(s): State<Arc<ComputeService>>, request: Request) -> Result
     };
     let tenant = header("x-tenant-id");
     let row = s.metadata_instance(&id, &sig, tenant.as_deref()).await?;
-    let answer = s.metadata_answer(&row, &path)?;
+    let answer = s.metadata_answer(&row, &path).await?;
     Ok((
         StatusCode::OK,
         [(http::header::CONTENT_TYPE, answer.content_type)],

@@ -141,26 +141,51 @@ impl ComputeService {
         })
     }
 
-    fn network_data_json(&self, row: &ServerRow) -> Value {
+    /// `network_data.json` as Nova writes it: a link per port (MAC, MTU), and per fixed IP a
+    /// network entry: `ipv4_dhcp` on a subnet with DHCP, `ipv6_slaac` / `ipv6_dhcpv6-stateful`
+    /// / `ipv6_dhcpv6-stateless` by the subnet's address mode, otherwise a static `ipv4` /
+    /// `ipv6` entry with the address, netmask, routes (default and host routes) and DNS
+    /// servers; and every DNS server once more in the top-level `services`.
+    async fn network_data_json(&self, row: &ServerRow) -> Value {
+        let ctx = nubo_network::service::Ctx::system(&row.project_id);
         let mut links = Vec::new();
         let mut networks = Vec::new();
-        for (i, p) in row.ports.iter().enumerate() {
+        let mut services: Vec<Value> = Vec::new();
+        for p in &row.ports {
             let tap = crate::agent_api::tap_name(&p.port_id);
+            let state = self.network.port_state(&p.port_id).await.ok().flatten();
             links.push(json!({
-                "id": tap, "vif_id": p.port_id, "type": "phy", "mtu": Value::Null,
+                "id": tap, "vif_id": p.port_id, "type": "phy",
+                "mtu": state.as_ref().map(|s| s.mtu).filter(|m| *m > 0),
                 "ethernet_mac_address": p.mac,
             }));
-            for (j, ip) in p.ips.iter().enumerate() {
-                let v6 = ip.contains(':');
-                networks.push(json!({
-                    "id": format!("network{}", i + j),
-                    "type": if v6 { "ipv6_slaac" } else { "ipv4_dhcp" },
-                    "link": tap,
-                    "network_id": p.network_id,
-                }));
+            let fixed: Vec<(String, String)> = match &state {
+                Some(s) => s
+                    .fixed_ips
+                    .iter()
+                    .map(|f| (f.subnet_id.clone(), f.ip_address.clone()))
+                    .collect(),
+                None => p.ips.iter().map(|ip| (String::new(), ip.clone())).collect(),
+            };
+            for (subnet_id, ip) in fixed {
+                let subnet = if subnet_id.is_empty() {
+                    Value::Null
+                } else {
+                    self.network
+                        .get_subnet(&ctx, &subnet_id)
+                        .await
+                        .unwrap_or(Value::Null)
+                };
+                let entry = network_entry(networks.len(), &tap, &p.network_id, &ip, &subnet);
+                for dns in entry["services"].as_array().into_iter().flatten() {
+                    if !services.contains(dns) {
+                        services.push(dns.clone());
+                    }
+                }
+                networks.push(entry);
             }
         }
-        json!({"links": links, "networks": networks, "services": []})
+        json!({"links": links, "networks": networks, "services": services})
     }
 
     fn user_data_bytes(row: &ServerRow) -> Option<Vec<u8>> {
@@ -172,7 +197,7 @@ impl ComputeService {
     }
 
     /// Answers a metadata path for the instance.
-    pub fn metadata_answer(&self, row: &ServerRow, path: &str) -> Result<MetaAnswer> {
+    pub async fn metadata_answer(&self, row: &ServerRow, path: &str) -> Result<MetaAnswer> {
         let path = path.trim_start_matches('/');
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
         let trailing = path.ends_with('/');
@@ -189,7 +214,7 @@ impl ComputeService {
             }
             ["openstack", v, file] if OPENSTACK_VERSIONS.contains(v) => match *file {
                 "meta_data.json" => Ok(json_answer(&self.meta_data_json(row))),
-                "network_data.json" => Ok(json_answer(&self.network_data_json(row))),
+                "network_data.json" => Ok(json_answer(&self.network_data_json(row).await)),
                 "vendor_data.json" | "vendor_data2.json" => Ok(json_answer(&json!({}))),
                 "user_data" => Self::user_data_bytes(row)
                     .map(|b| MetaAnswer {
@@ -290,7 +315,7 @@ impl ComputeService {
         .ok_or_else(not_found)?;
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
         let meta = serde_json::to_vec(&self.meta_data_json(&row)).unwrap_or_default();
-        let net = serde_json::to_vec(&self.network_data_json(&row)).unwrap_or_default();
+        let net = serde_json::to_vec(&self.network_data_json(&row).await).unwrap_or_default();
         let mut files = Vec::new();
         for version in ["2012-08-10", "latest"] {
             files.push((format!("openstack/{version}/meta_data.json"), b64(&meta)));
@@ -317,9 +342,119 @@ impl ComputeService {
     }
 }
 
+/// The netmask of a prefix length (`255.255.255.0`, `ffff:ffff:ffff:ffff::`).
+fn netmask(v6: bool, prefix: u32) -> String {
+    if v6 {
+        let bits = if prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - prefix.min(128))
+        };
+        std::net::Ipv6Addr::from(bits).to_string()
+    } else {
+        let bits = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix.min(32))
+        };
+        std::net::Ipv4Addr::from(bits).to_string()
+    }
+}
+
+/// One `networks` entry of `network_data.json` for a fixed IP on `subnet` (Neutron's JSON;
+/// `Null` when unknown: a static entry without routes).
+fn network_entry(n: usize, link: &str, network_id: &str, ip: &str, subnet: &Value) -> Value {
+    let v6 = ip.contains(':');
+    let version = if v6 { 6 } else { 4 };
+    let mut entry = json!({"id": format!("network{n}"), "link": link, "network_id": network_id});
+    let dhcp = subnet["enable_dhcp"].as_bool().unwrap_or(false);
+    let mode = subnet["ipv6_address_mode"].as_str();
+    let kind = match (v6, mode) {
+        (true, Some("slaac")) => Some("ipv6_slaac"),
+        (true, Some("dhcpv6-stateful")) => Some("ipv6_dhcpv6-stateful"),
+        (true, Some("dhcpv6-stateless")) => Some("ipv6_dhcpv6-stateless"),
+        (false, _) if dhcp => Some("ipv4_dhcp"),
+        _ => None,
+    };
+    let dns: Vec<Value> = subnet["dns_nameservers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|a| json!({"type": "dns", "address": a}))
+        .collect();
+    if let Some(kind) = kind {
+        entry["type"] = json!(kind);
+        entry["services"] = json!(dns);
+        return entry;
+    }
+    let prefix = subnet["cidr"]
+        .as_str()
+        .and_then(|c| c.split_once('/'))
+        .and_then(|(_, p)| p.parse::<u32>().ok())
+        .unwrap_or(if v6 { 64 } else { 24 });
+    let mut routes = Vec::new();
+    if let Some(gw) = subnet["gateway_ip"].as_str() {
+        let any = if v6 { "::" } else { "0.0.0.0" };
+        routes.push(json!({"network": any, "netmask": any, "gateway": gw}));
+    }
+    for r in subnet["host_routes"].as_array().into_iter().flatten() {
+        let (Some(dest), Some(gw)) = (r["destination"].as_str(), r["nexthop"].as_str()) else {
+            continue;
+        };
+        let Some((net, len)) = dest.split_once('/') else {
+            continue;
+        };
+        let len: u32 = len.parse().unwrap_or(0);
+        routes.push(
+            json!({"network": net, "netmask": netmask(net.contains(':'), len), "gateway": gw}),
+        );
+    }
+    entry["type"] = json!(format!("ipv{version}"));
+    entry["ip_address"] = json!(ip);
+    entry["netmask"] = json!(netmask(v6, prefix));
+    entry["routes"] = json!(routes);
+    entry["services"] = json!(dns);
+    entry
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_entries_follow_the_subnet() {
+        let dhcp = json!({"enable_dhcp": true, "cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1",
+            "dns_nameservers": ["8.8.8.8"]});
+        let e = network_entry(0, "tapx", "n", "10.0.0.5", &dhcp);
+        assert_eq!(e["type"], "ipv4_dhcp");
+        assert!(e.get("ip_address").is_none());
+        let fixed = json!({"enable_dhcp": false, "cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1",
+            "dns_nameservers": ["8.8.8.8"],
+            "host_routes": [{"destination": "192.168.0.0/16", "nexthop": "10.0.0.254"}]});
+        let e = network_entry(1, "tapx", "n", "10.0.0.5", &fixed);
+        assert_eq!(e["type"], "ipv4");
+        assert_eq!(e["ip_address"], "10.0.0.5");
+        assert_eq!(e["netmask"], "255.255.255.0");
+        assert_eq!(
+            e["routes"][0],
+            json!({"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.0.0.1"})
+        );
+        assert_eq!(e["routes"][1]["netmask"], "255.255.0.0");
+        assert_eq!(
+            e["services"],
+            json!([{"type": "dns", "address": "8.8.8.8"}])
+        );
+        let slaac = json!({"enable_dhcp": true, "cidr": "fd00::/64", "ipv6_address_mode": "slaac"});
+        assert_eq!(
+            network_entry(2, "t", "n", "fd00::5", &slaac)["type"],
+            "ipv6_slaac"
+        );
+        let static6 = json!({"enable_dhcp": false, "cidr": "fd00::/64", "gateway_ip": "fd00::1"});
+        let e = network_entry(3, "t", "n", "fd00::5", &static6);
+        assert_eq!(e["type"], "ipv6");
+        assert_eq!(e["netmask"], "ffff:ffff:ffff:ffff::");
+    }
 
     #[test]
     fn signature_is_hex_hmac_sha256() {
