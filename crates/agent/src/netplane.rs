@@ -557,9 +557,16 @@ impl NetplaneHost {
 #[async_trait::async_trait]
 impl HostPlumbing for NetplaneHost {
     async fn ensure_tap(&self, name: &str) -> Result<(), String> {
+        let started = Instant::now();
         self.driver
             .wait_ready(name, self.driver.settings.tap_timeout)
-            .await
+            .await?;
+        tracing::info!(
+            tap = name,
+            waited_ms = started.elapsed().as_millis() as u64,
+            "tap ready"
+        );
+        Ok(())
     }
 
     /// The netplane removes a tap once its port leaves this host; a pass soon sees to it.

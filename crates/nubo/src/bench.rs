@@ -31,6 +31,8 @@ pub enum BenchCommand {
     Ports(PortBench),
     /// Server create -> ACTIVE (fake driver and QEMU), concurrent creates, listing (Compute).
     Servers(crate::bench_servers::ServerBench),
+    /// Server create -> SSH-able with the real data plane and QEMU, by phase (root).
+    Boot(crate::bench_boot::BootBench),
 }
 
 #[derive(Args, Clone)]
@@ -57,6 +59,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Tokens(args) => tokens(args).await,
         BenchCommand::Ports(args) => ports(args).await,
         BenchCommand::Servers(args) => crate::bench_servers::run(args).await,
+        BenchCommand::Boot(args) => crate::bench_boot::run(args).await,
     }
 }
 

@@ -9,6 +9,7 @@
 //! ```
 
 mod bench;
+mod bench_boot;
 mod bench_servers;
 mod server;
 mod up;
