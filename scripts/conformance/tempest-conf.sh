@@ -162,8 +162,33 @@ snapshot = true
 pause = true
 suspend = true
 [validation]
-run_validation = false
+# Guests reachable over SSH (the data plane, issue 6): NUBO_TEMPEST_VALIDATION=true when the
+# cloud runs the real data plane (root, linux netplane) and the tiny image; off by default so
+# API runs on a cloud without one do not wait for SSH.
+run_validation = ${NUBO_TEMPEST_VALIDATION:-false}
+connect_method = floating
+auth_method = keypair
+ip_version_for_ssh = 4
+# The tiny image: root only (key from the metadata service or config drive), busybox ash,
+# dropbear; under QEMU TCG a boot to sshd takes ~10 s on an idle host, much more on a busy one.
+image_ssh_user = root
+image_alt_ssh_user = root
+security_group = true
+security_group_rules = true
+ssh_timeout = 300
+connect_timeout = 60
+ping_timeout = 120
+floating_ip_range = 172.24.4.0/24
+[scenario]
+# Scenario tests upload their own image from this file.
+img_file = $repo/tools/guest-image/out/tiny.raw
+img_disk_format = raw
+img_container_format = bare
 [network]
+# Tenant IPv6 prefixes must not overlap public's 2001:db8::/64 (Tempest's default is
+# 2001:db8::/48) nor fd00::/64 (often the host's own on-link prefix).
+project_network_v6_cidr = fdc6:7e57::/48
+project_network_v6_mask_bits = 64
 floating_network_name = public
 public_network_id = $("$osc" network show public -f value -c id 2>/dev/null || echo "")
 [network-feature-enabled]
