@@ -1,6 +1,6 @@
 //! What every Nubo service shares: the public [`Error`] and its fault dialects, the [`Caller`]
 //! behind a request, the configuration, the database handle and migration runner, timestamps,
-//! ids, and the HTTP plumbing (request ids, metrics, JSON bodies).
+//! ids, microversion negotiation, and the HTTP plumbing (request ids, metrics, JSON bodies).
 
 pub mod config;
 pub mod context;
@@ -8,6 +8,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod microversion;
 pub mod testing;
 pub mod time;
 

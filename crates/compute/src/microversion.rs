@@ -7,8 +7,11 @@ use axum::extract::{FromRequestParts, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
-use http::{HeaderValue, StatusCode};
+use http::HeaderValue;
 use nubo_common::Error;
+
+use nubo_common::microversion::Negotiation;
+pub use nubo_common::microversion::Version;
 
 /// The lowest microversion served.
 pub const MIN: Version = Version(2, 1);
@@ -16,38 +19,15 @@ pub const MIN: Version = Version(2, 1);
 /// against Tempest's schemas.
 pub const MAX: Version = Version(2, 96);
 
-/// A microversion `major.minor`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Version(pub u32, pub u32);
-
-impl Version {
-    /// True when the request's version is at least `2.minor`.
-    pub fn at_least(self, minor: u32) -> bool {
-        self >= Version(2, minor)
-    }
-
-    pub fn parse(text: &str) -> Result<Version, Error> {
-        let text = text.trim();
-        if text.eq_ignore_ascii_case("latest") {
-            return Ok(MAX);
-        }
-        let bad = || {
-            Error::bad_request(format!(
-                "Invalid format for API version: {text}. Expected 'X.Y'"
-            ))
-        };
-        let (major, minor) = text.split_once('.').ok_or_else(bad)?;
-        let major: u32 = major.parse().map_err(|_| bad())?;
-        let minor: u32 = minor.parse().map_err(|_| bad())?;
-        Ok(Version(major, minor))
-    }
-}
-
-impl std::fmt::Display for Version {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.0, self.1)
-    }
-}
+/// How Nova negotiates (the shared rules live in `nubo_common::microversion`).
+pub const NEGOTIATION: Negotiation = Negotiation {
+    service: "compute",
+    legacy_header: Some("x-openstack-nova-api-version"),
+    min: MIN,
+    max: MAX,
+    malformed: "Invalid format for API version: {}. Expected 'X.Y'",
+    vary: "OpenStack-API-Version, X-OpenStack-Nova-API-Version",
+};
 
 /// The microversion of the request being served (an extractor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +35,7 @@ pub struct Microversion(pub Version);
 
 impl Microversion {
     pub fn at_least(self, minor: u32) -> bool {
-        self.0.at_least(minor)
+        self.0 >= Version(2, minor)
     }
 }
 
@@ -73,36 +53,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Microversion {
 
 /// Reads the requested version from the headers.
 pub fn requested(headers: &http::HeaderMap) -> Result<Version, Error> {
-    let mut asked: Option<&str> = None;
-    for value in headers.get_all("openstack-api-version") {
-        let Ok(text) = value.to_str() else { continue };
-        for part in text.split(',') {
-            let mut words = part.split_whitespace();
-            if words.next().map(|w| w.eq_ignore_ascii_case("compute")) == Some(true) {
-                asked = words.next();
-            }
-        }
-    }
-    if asked.is_none() {
-        asked = headers
-            .get("x-openstack-nova-api-version")
-            .and_then(|v| v.to_str().ok());
-    }
-    match asked {
-        None => Ok(MIN),
-        Some(text) => {
-            let version = Version::parse(text)?;
-            if version < MIN || version > MAX {
-                return Err(Error::new(
-                    StatusCode::NOT_ACCEPTABLE,
-                    format!(
-                        "Version {version} is not supported by the API. Minimum is {MIN} and maximum is {MAX}."
-                    ),
-                ));
-            }
-            Ok(version)
-        }
-    }
+    NEGOTIATION.requested(headers)
 }
 
 /// Middleware: negotiates the version, hands it to handlers, echoes it on the response.
@@ -130,22 +81,13 @@ pub async fn negotiate(mut request: Request, next: Next) -> Response {
 }
 
 fn echo(response: &mut Response, version: Version) {
-    let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&format!("compute {version}")) {
-        headers.insert("openstack-api-version", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&version.to_string()) {
-        headers.insert("x-openstack-nova-api-version", v);
-    }
-    headers.insert(
-        http::header::VARY,
-        HeaderValue::from_static("OpenStack-API-Version, X-OpenStack-Nova-API-Version"),
-    );
+    NEGOTIATION.echo(response, version)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
 
     #[test]
     fn parses_and_bounds() {

@@ -6,8 +6,10 @@ use axum::extract::{FromRequestParts, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
-use http::{HeaderValue, StatusCode};
 use nubo_common::Error;
+
+use nubo_common::microversion::Negotiation;
+pub use nubo_common::microversion::Version;
 
 /// The lowest microversion served.
 pub const MIN: Version = Version(3, 0);
@@ -15,33 +17,15 @@ pub const MIN: Version = Version(3, 0);
 /// implemented (the README lists what each version brings and how Nubo answers it).
 pub const MAX: Version = Version(3, 71);
 
-/// A microversion `major.minor`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Version(pub u32, pub u32);
-
-impl Version {
-    pub fn parse(text: &str) -> Result<Version, Error> {
-        let text = text.trim();
-        if text.eq_ignore_ascii_case("latest") {
-            return Ok(MAX);
-        }
-        let bad = || {
-            Error::bad_request(format!(
-                "Invalid API version request string {text}: it must be 'X.Y' or 'latest'."
-            ))
-        };
-        let (major, minor) = text.split_once('.').ok_or_else(bad)?;
-        let major: u32 = major.parse().map_err(|_| bad())?;
-        let minor: u32 = minor.parse().map_err(|_| bad())?;
-        Ok(Version(major, minor))
-    }
-}
-
-impl std::fmt::Display for Version {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.0, self.1)
-    }
-}
+/// How Cinder negotiates (the shared rules live in `nubo_common::microversion`).
+pub const NEGOTIATION: Negotiation = Negotiation {
+    service: "volume",
+    legacy_header: None,
+    min: MIN,
+    max: MAX,
+    malformed: "Invalid API version request string {}: it must be 'X.Y' or 'latest'.",
+    vary: "OpenStack-API-Version",
+};
 
 /// The microversion of the request being served (an extractor; 3.0 when none was negotiated).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,31 +60,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Microversion {
 
 /// Reads the requested version from the headers.
 pub fn requested(headers: &http::HeaderMap) -> Result<Version, Error> {
-    let mut asked: Option<&str> = None;
-    for value in headers.get_all("openstack-api-version") {
-        let Ok(text) = value.to_str() else { continue };
-        for part in text.split(',') {
-            let mut words = part.split_whitespace();
-            if words.next().map(|w| w.eq_ignore_ascii_case("volume")) == Some(true) {
-                asked = words.next();
-            }
-        }
-    }
-    match asked {
-        None => Ok(MIN),
-        Some(text) => {
-            let version = Version::parse(text)?;
-            if version < MIN || version > MAX {
-                return Err(Error::new(
-                    StatusCode::NOT_ACCEPTABLE,
-                    format!(
-                        "Version {version} is not supported by the API. Minimum is {MIN} and maximum is {MAX}."
-                    ),
-                ));
-            }
-            Ok(version)
-        }
-    }
+    NEGOTIATION.requested(headers)
 }
 
 /// Middleware: negotiates the version, hands it to handlers, echoes it on the response.
@@ -120,19 +80,13 @@ pub async fn negotiate(mut request: Request, next: Next) -> Response {
 }
 
 fn echo(response: &mut Response, version: Version) {
-    let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&format!("volume {version}")) {
-        headers.insert("openstack-api-version", v);
-    }
-    headers.insert(
-        http::header::VARY,
-        HeaderValue::from_static("OpenStack-API-Version"),
-    );
+    NEGOTIATION.echo(response, version)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
 
     #[test]
     fn parses_and_bounds() {
