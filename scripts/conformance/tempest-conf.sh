@@ -34,9 +34,9 @@ password=$("$py" -c 'import secrets; print(secrets.token_urlsafe(12))')
 ensure_project() { "$osc" project show "$1" -f value -c id 2>/dev/null || "$osc" project create "$1" -f value -c id; }
 ensure_user() {
   if "$osc" user show "$1" -f value -c id >/dev/null 2>&1; then
-    "$osc" user set --password "$password" "$1"
+    "$osc" user set --password="$password" "$1"
   else
-    "$osc" user create --password "$password" "$1" >/dev/null
+    "$osc" user create --password="$password" "$1" >/dev/null
   fi
 }
 
