@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -21,7 +21,7 @@ pub struct Config {
     pub netplane: NetplaneConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Where the API listens.
@@ -35,7 +35,7 @@ pub struct ServerConfig {
     pub region: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://PATH`; empty means `sqlite://<data_dir>/nubo.db`.
@@ -43,7 +43,7 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IdentityConfig {
     /// Token lifetime in seconds.
@@ -75,7 +75,7 @@ pub struct IdentityConfig {
     pub password_regex_description: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImageConfig {
     /// Images a project may own (Glance's `image_count_total`); 0 means no limit.
@@ -101,7 +101,7 @@ impl Default for ImageConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkConfig {
     /// The VXLAN ids (VNIs) tenant networks get: `vni_min..=vni_max`.
@@ -165,7 +165,7 @@ impl Default for NetworkConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ComputeConfig {
     /// Virtual CPUs, RAM and disk the scheduler may hand out per physical one (Nova's
@@ -218,7 +218,7 @@ impl Default for ComputeConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
     /// The host's name in the cloud; empty means the machine's hostname.
@@ -262,7 +262,7 @@ impl Default for AgentConfig {
 
 /// The agent's host data plane (`[netplane]`, issue 6): bridges + VXLAN, security groups,
 /// routers, DHCP and the metadata proxy, converged from Networking's desired state.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetplaneConfig {
     /// `auto` (`linux` with the `qemu` agent driver, `fake` with the `fake` one), `linux` (needs
@@ -309,7 +309,7 @@ impl Default for NetplaneConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VolumeConfig {
     /// The availability zone volumes live in (Cinder's `storage_availability_zone`).
@@ -512,5 +512,29 @@ mod tests {
     #[test]
     fn unknown_keys_are_rejected() {
         assert!(Config::from_toml_and_env("[server]\nlisten_port = 1\n", Vec::new()).is_err());
+    }
+
+    /// `nubo.example.toml` is the operator's reference: it must parse, name every key and
+    /// give each its real default.
+    #[test]
+    fn the_example_file_lists_every_key_with_its_default() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../nubo.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let parsed = Config::from_toml_and_env(&text, Vec::new()).unwrap();
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));
+        let example: toml::Table = toml::from_str(&text).unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        for (section, keys) in &defaults {
+            let listed = example
+                .get(section)
+                .and_then(|s| s.as_table())
+                .unwrap_or_else(|| panic!("nubo.example.toml has no [{section}]"));
+            for key in keys.as_table().unwrap().keys() {
+                assert!(
+                    listed.contains_key(key),
+                    "nubo.example.toml does not list [{section}] {key}"
+                );
+            }
+        }
     }
 }
