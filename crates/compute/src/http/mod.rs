@@ -114,6 +114,7 @@ pub(crate) fn view_ctx(
         admin: caller.is_admin(),
         base: compute_base(headers, public),
         floating: Default::default(),
+        volumes: Default::default(),
     }
 }
 

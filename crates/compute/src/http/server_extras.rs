@@ -94,13 +94,15 @@ pub(super) async fn action(
     }
 }
 
-/// Fills `ctx.floating` with the floating IPs on the ports of `rows` (for `addresses`).
+/// Fills `ctx.floating` with the floating IPs on the ports of `rows` (for `addresses`), and
+/// `ctx.volumes` with their attached volumes (for `os-extended-volumes:volumes_attached`).
 pub(super) async fn with_floating(
     state: &AppState,
     ctx: &mut crate::service::views::ViewCtx,
     rows: &[&crate::store::servers::ServerRow],
 ) -> Result<()> {
     ctx.floating = std::sync::Arc::new(state.floating_ips_by_port(rows).await?);
+    ctx.volumes = std::sync::Arc::new(state.volumes_attached(rows).await?);
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! `/v2.1/servers/{id}/os-volume_attachments` (attach, list, show, update, detach), and
 //! Nova's deprecated Block Storage proxies `/v2.1/os-volumes` and `/v2.1/os-snapshots` (up to
-//! 2.35; a 404 from 2.36, as in Nova).
+//! 2.35; a 404 from 2.36, as in Nova), and `/v2.1/os-assisted-volume-snapshots`.
 
 use axum::extract::{Path, Query};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +25,14 @@ pub(super) fn routes() -> Routes {
             "/v2.1/servers/{id}/os-volume_attachments/{volume_id}",
             get(show).put(update).delete(detach),
         )
+        .route(
+            "/v2.1/os-assisted-volume-snapshots",
+            axum::routing::post(assisted_create),
+        )
+        .route(
+            "/v2.1/os-assisted-volume-snapshots/{id}",
+            axum::routing::delete(assisted_delete),
+        )
         .route("/v2.1/os-volumes", get(proxy_list).post(proxy_create))
         .route("/v2.1/os-volumes/detail", get(proxy_list))
         .route(
@@ -40,6 +48,79 @@ pub(super) fn routes() -> Routes {
             "/v2.1/os-snapshots/{id}",
             get(proxy_snapshot).delete(proxy_delete_snapshot),
         )
+}
+
+/// `POST /v2.1/os-assisted-volume-snapshots` (Nova's schema: `snapshot.volume_id`,
+/// `snapshot.create_info` with `snapshot_id`, `type` qcow2, `new_file`, optional `id`).
+async fn assisted_create(
+    state: Svc,
+    caller: Caller,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response> {
+    let invalid = |f: &str| Error::bad_request(format!("Invalid input for field/attribute {f}."));
+    let snap = body
+        .get("snapshot")
+        .and_then(Value::as_object)
+        .ok_or_else(|| invalid("snapshot"))?;
+    let volume_id = snap
+        .get("volume_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("volume_id"))?;
+    let info = snap
+        .get("create_info")
+        .and_then(Value::as_object)
+        .ok_or_else(|| invalid("create_info"))?;
+    let snapshot_id = info
+        .get("snapshot_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("snapshot_id"))?;
+    match info.get("type") {
+        None => {}
+        Some(Value::String(t)) if t == "qcow2" => {}
+        Some(_) => return Err(invalid("type")),
+    }
+    if info.get("new_file").is_some_and(|f| !f.is_string()) {
+        return Err(invalid("new_file"));
+    }
+    let id = match info.get("id") {
+        None | Some(Value::Null) => snapshot_id.to_string(),
+        Some(Value::String(i)) if uuid::Uuid::parse_str(i).is_ok() => i.clone(),
+        Some(_) => return Err(invalid("id")),
+    };
+    state
+        .assisted_volume_snapshot(&caller, volume_id, "create")
+        .await?;
+    Ok(json_status(
+        StatusCode::OK,
+        json!({"snapshot": {"id": id, "volumeId": volume_id}}),
+    ))
+}
+
+#[derive(serde::Deserialize, Default)]
+struct DeleteInfo {
+    delete_info: Option<String>,
+}
+
+/// `DELETE /v2.1/os-assisted-volume-snapshots/{id}?delete_info={"volume_id": ...}`.
+async fn assisted_delete(
+    state: Svc,
+    caller: Caller,
+    Path(_id): Path<String>,
+    Query(q): Query<DeleteInfo>,
+) -> Result<StatusCode> {
+    let info: Value = q
+        .delete_info
+        .as_deref()
+        .and_then(|d| serde_json::from_str(d).ok())
+        .ok_or_else(|| Error::bad_request("delete_info: a JSON object is required."))?;
+    let volume_id = info
+        .get("volume_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::bad_request("delete_info: volume_id is required."))?;
+    state
+        .assisted_volume_snapshot(&caller, volume_id, "delete")
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn view(a: &AttachedVolume, mv: Microversion) -> Value {

@@ -360,22 +360,61 @@ impl ComputeService {
                 "Cannot 'rebuild' instance {id}: it is on no host"
             )));
         };
-        let size = (row.flavor.root_gb > 0).then(|| row.flavor.root_gb as u64 * (1 << 30));
-        let new_disk = format!("disk-{id}-{}", &nubo_common::ids::new_hex_id()[..8]);
-        self.blockstore
-            .create_clone(&boot.source(), &new_disk, size)
-            .await
-            .map_err(|e| Error::internal(format!("disk clone: {e}")))?;
+        // A volume-backed server (block storage, issue 7) is rebuilt on its boot volume: from
+        // 2.93 the volume is reimaged (Cinder's reimage), before only with the volume's own
+        // image (Nova's ImageUnacceptable otherwise); the server keeps no image of its own.
+        let volume_backed = row
+            .disk_name
+            .as_deref()
+            .is_some_and(|d| !super::volume_attachments::owns_disk(d));
+        let new_disk = if volume_backed {
+            let volumes = self.volume_service()?;
+            let Some((_, volume_image)) = volumes.boot_volume_of(id).await? else {
+                return Err(Error::conflict(format!(
+                    "Cannot 'rebuild' instance {id}: its boot volume is gone"
+                )));
+            };
+            if mv.at_least(93) {
+                let (_, object) = volumes.reimage_boot_volume(id, &boot).await?;
+                Some(object)
+            } else if volume_image.as_deref() != Some(image_ref.as_str()) {
+                return Err(Error::bad_request(format!(
+                    "Image {image_ref} is unacceptable: Unable to rebuild with a different image for a volume-backed server."
+                )));
+            } else {
+                None
+            }
+        } else {
+            let size = (row.flavor.root_gb > 0).then(|| row.flavor.root_gb as u64 * (1 << 30));
+            let new_disk = format!("disk-{id}-{}", &nubo_common::ids::new_hex_id()[..8]);
+            self.blockstore
+                .create_clone(&boot.source(), &new_disk, size)
+                .await
+                .map_err(|e| Error::internal(format!("disk clone: {e}")))?;
+            Some(new_disk)
+        };
         let mut tx = self.write().await?;
         let Some(mut r) = store::servers::get(&mut tx, id).await? else {
-            let _ = self.blockstore.delete(&new_disk).await;
+            if let Some(d) = new_disk
+                .as_deref()
+                .filter(|d| !volume_backed && !d.is_empty())
+            {
+                let _ = self.blockstore.delete(d).await;
+            }
             return Err(server_not_found(id));
         };
-        if let Some(older) = r.old_disk.take() {
-            let _ = self.blockstore.delete(&older).await;
+        if volume_backed {
+            // The volume's old object is Block Storage's to delete, never Compute's.
+            if let Some(d) = new_disk {
+                r.disk_name = Some(d);
+            }
+        } else {
+            if let Some(older) = r.old_disk.take() {
+                let _ = self.blockstore.delete(&older).await;
+            }
+            r.old_disk = std::mem::replace(&mut r.disk_name, new_disk);
+            r.image_ref = image_ref;
         }
-        r.old_disk = r.disk_name.replace(new_disk);
-        r.image_ref = image_ref;
         if let Some(n) = name {
             r.name = n;
         }

@@ -21,6 +21,9 @@ pub struct ViewCtx {
     pub base: String,
     /// Floating IPs by port id, for `addresses` (empty unless the handler looked them up).
     pub floating: Arc<HashMap<String, Vec<String>>>,
+    /// Attached volumes (id, `delete_on_termination`) by server id, for
+    /// `os-extended-volumes:volumes_attached` (empty unless the handler looked them up).
+    pub volumes: Arc<HashMap<String, Vec<(String, bool)>>>,
 }
 
 impl ViewCtx {
@@ -274,9 +277,25 @@ pub fn server_detail(
     m.insert("OS-EXT-STS:task_state".into(), json!(row.task_state));
     m.insert("OS-EXT-STS:vm_state".into(), json!(row.vm_state));
     m.insert("OS-EXT-STS:power_state".into(), json!(row.power_state));
+    // Nova's extended volumes: ids, with delete_on_termination from 2.3 on.
+    let attached: Vec<Value> = ctx
+        .volumes
+        .get(&row.id)
+        .map(|vols| {
+            vols.iter()
+                .map(|(id, dot)| {
+                    if ctx.mv.at_least(3) {
+                        json!({"id": id, "delete_on_termination": dot})
+                    } else {
+                        json!({ "id": id })
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     m.insert(
         "os-extended-volumes:volumes_attached".into(),
-        Value::Array(Vec::new()),
+        Value::Array(attached),
     );
     m.insert(
         "config_drive".into(),

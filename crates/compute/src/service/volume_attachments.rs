@@ -124,6 +124,19 @@ impl ComputeService {
         Ok(())
     }
 
+    /// The volumes attached to each of `rows` (Nova's `volumes_attached`); none without
+    /// Block Storage.
+    pub async fn volumes_attached(
+        &self,
+        rows: &[&ServerRow],
+    ) -> Result<std::collections::HashMap<String, Vec<(String, bool)>>> {
+        let Some(volumes) = self.volume.read().clone() else {
+            return Ok(Default::default());
+        };
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        volumes.volumes_attached(&ids).await
+    }
+
     /// `GET /servers/{id}/os-volume_attachments`.
     pub async fn list_volume_attachments(
         &self,
@@ -283,6 +296,52 @@ impl ComputeService {
         )
         .await?;
         Ok(())
+    }
+
+    /// Nova's `os-assisted-volume-snapshots` (create and delete; admin or the `service` role):
+    /// the server holding `volume_id` must be on a host with no task running, as in Nova. Nova's
+    /// libvirt driver then layers a qcow2 file over a file-backed volume (NFS, GlusterFS) for
+    /// Cinder; Nubo's Block Storage snapshots attached volumes in its own block store and never
+    /// asks for this, so there is nothing more to do than Nova's checks. Returns the server id.
+    pub async fn assisted_volume_snapshot(
+        &self,
+        caller: &Caller,
+        volume_id: &str,
+        verb: &str,
+    ) -> Result<String> {
+        if !caller.is_admin() && !caller.has_role("service") {
+            return Err(super::policy(&format!(
+                "os_compute_api:os-assisted-volume-snapshots:{verb}"
+            )));
+        }
+        let volumes = self.volume_service()?;
+        let no_bdm = || {
+            Error::bad_request(format!(
+                "No volume Block Device Mapping with id {volume_id}."
+            ))
+        };
+        let server_id = volumes
+            .attached_server(volume_id)
+            .await?
+            .ok_or_else(no_bdm)?;
+        let row = {
+            let mut conn = self.read().await?;
+            store::servers::get(&mut conn, &server_id).await?
+        }
+        .ok_or_else(no_bdm)?;
+        if row.host.is_none() || row.deleting {
+            return Err(Error::conflict(format!(
+                "Instance {server_id} is not ready"
+            )));
+        }
+        if row.task_state.is_some() {
+            return Err(Error::conflict(format!(
+                "Cannot 'volume_snapshot_{verb}' instance {server_id} while it is in task_state {}",
+                row.task_state.as_deref().unwrap_or_default()
+            )));
+        }
+        tracing::info!(volume_id, server_id = %server_id, verb, "assisted volume snapshot");
+        Ok(server_id)
     }
 
     /// Adds each server's attached volumes to its desired state.

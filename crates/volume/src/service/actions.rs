@@ -1012,7 +1012,7 @@ impl VolumeService {
 
     /// Replaces a volume's object by `make` (a clone): the old object is deleted, or kept
     /// while snapshots of it exist.
-    async fn replace_data(&self, id: &str, new_object: &str) -> Result<()> {
+    pub(crate) async fn replace_data(&self, id: &str, new_object: &str) -> Result<()> {
         let mut tx = self.write().await?;
         let mut v = store::volumes::get(&mut tx, id)
             .await?

@@ -18,6 +18,7 @@
 //! volume grew (its agent grows it in the running VM), or a server's attachments changed through
 //! Cinder's own API (force detach, reset): its host must converge again.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -307,6 +308,116 @@ impl VolumeService {
             .collect())
     }
 
+    /// Nova's `os-extended-volumes:volumes_attached` of `servers`: for each, its volumes
+    /// (id, `delete_on_termination`) in attachment order, boot volume included.
+    pub async fn volumes_attached(
+        &self,
+        servers: &[String],
+    ) -> Result<HashMap<String, Vec<(String, bool)>>> {
+        let mut out: HashMap<String, Vec<(String, bool)>> = HashMap::new();
+        if servers.is_empty() {
+            return Ok(out);
+        }
+        let wanted: HashSet<&str> = servers.iter().map(String::as_str).collect();
+        let mut conn = self.read().await?;
+        for a in store::attachments::by_compute(&mut conn).await? {
+            let Some(server) = a.instance_uuid.as_deref() else {
+                continue;
+            };
+            if wanted.contains(server) {
+                out.entry(server.to_string())
+                    .or_default()
+                    .push((a.volume_id.clone(), a.delete_on_termination));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The server a volume is attached to by Compute, if any (Nova's BDM lookup by volume).
+    pub async fn attached_server(&self, volume_id: &str) -> Result<Option<String>> {
+        let mut conn = self.read().await?;
+        Ok(store::attachments::of_volume(&mut conn, volume_id)
+            .await?
+            .into_iter()
+            .filter(|a| a.by_compute)
+            .find_map(|a| a.instance_uuid))
+    }
+
+    /// A server's boot volume (boot index 0): its id and the image it was made from.
+    pub async fn boot_volume_of(
+        &self,
+        server_id: &str,
+    ) -> Result<Option<(String, Option<String>)>> {
+        let mut conn = self.read().await?;
+        let Some(a) = store::attachments::of_instance(&mut conn, server_id)
+            .await?
+            .into_iter()
+            .find(|a| a.by_compute && a.boot_index == Some(0))
+        else {
+            return Ok(None);
+        };
+        let image = store::volumes::get(&mut conn, &a.volume_id)
+            .await?
+            .and_then(|v| v.image_metadata.get("image_id").cloned());
+        Ok(Some((a.volume_id, image)))
+    }
+
+    /// Rebuild of a volume-backed server (Nova 2.93, Cinder's reimage): the boot volume's data
+    /// becomes a fresh clone of `boot` (the volume keeps its id, size and attachment); returns
+    /// the new block store object for the server's root disk. The old object goes at once, or
+    /// once no snapshot needs it (a running QEMU keeps its open file until it is respawned).
+    pub async fn reimage_boot_volume(
+        self: &Arc<Self>,
+        server_id: &str,
+        boot: &nubo_image::service::compute::BootImage,
+    ) -> Result<(String, String)> {
+        let Some((id, _)) = self.boot_volume_of(server_id).await? else {
+            return Err(invalid_volume(format!(
+                "Server {server_id} has no boot volume."
+            )));
+        };
+        let _guard = self.lock_volume(&id).await;
+        let v = self
+            .load_volume(&id)
+            .await?
+            .ok_or_else(|| volume_not_found(&id))?;
+        let image_bytes = boot
+            .image
+            .virtual_size
+            .or(boot.image.size)
+            .unwrap_or(0)
+            .max(0) as u64;
+        if image_bytes > v.size as u64 * GIB || boot.image.min_disk > v.size {
+            return Err(Error::bad_request(format!(
+                "Invalid input received: image {} is larger than volume {id}.",
+                boot.image.id
+            )));
+        }
+        let new_object = format!("volume-{id}-{}", &nubo_common::ids::new_hex_id()[..8]);
+        self.store
+            .create_clone(&boot.source(), &new_object, Some(v.size as u64 * GIB))
+            .await
+            .map_err(|e| Error::internal(format!("reimage of volume {id}: {e}")))?;
+        if let Err(e) = self.replace_data(&id, &new_object).await {
+            let _ = self.store.delete(&new_object).await;
+            return Err(e);
+        }
+        let image_id = boot.image.id.to_string();
+        let image_name = boot.image.name.clone();
+        self.modify_volume(&id, |v| {
+            v.bootable = true;
+            v.image_metadata.clear();
+            v.image_metadata.insert("image_id".into(), image_id);
+            if let Some(n) = image_name {
+                v.image_metadata.insert("image_name".into(), n);
+            }
+            Ok(())
+        })
+        .await?;
+        tracing::info!(volume_id = %id, server_id, "boot volume reimaged");
+        Ok((id, new_object))
+    }
+
     /// The volumes the hosts of `servers` must give their VMs besides the root disk: every
     /// attachment Compute made that is attaching or attached.
     pub async fn server_disks(&self, servers: &[String]) -> Result<Vec<ServerDisk>> {
@@ -445,6 +556,12 @@ impl VolumeService {
                     return Err(Error::bad_request(format!(
                         "Invalid volume: volume {id} status must be available, but it is {}.",
                         v.status
+                    )));
+                }
+                // Nova's InvalidBDMVolumeNotBootable: a root volume must be bootable.
+                if req.boot_index == Some(0) && !v.bootable {
+                    return Err(Error::bad_request(format!(
+                        "Block Device {id} is not bootable."
                     )));
                 }
                 Ok(())
