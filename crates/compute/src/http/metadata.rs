@@ -23,12 +23,21 @@ pub fn metadata_router(service: Arc<ComputeService>) -> Router {
 }
 
 async fn serve(State(s): State<Arc<ComputeService>>, request: Request) -> Result<Response> {
-    if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
+    let method = request.method().clone();
+    if method != http::Method::GET && method != http::Method::HEAD && method != http::Method::POST {
         return Err(Error::method_not_allowed());
     }
     let headers = request.headers().clone();
     let path = request.uri().path().to_string();
-    drop(request);
+    // Only the `password` file takes a POST, of at most a few hundred bytes (Nova: 4 x 255).
+    let body = if method == http::Method::POST {
+        axum::body::to_bytes(request.into_body(), 64 * 1024)
+            .await
+            .map_err(|_| Error::bad_request("Request is too large."))?
+    } else {
+        drop(request);
+        Default::default()
+    };
     let header = |name: &str| {
         headers
             .get(name)
@@ -42,6 +51,10 @@ async fn serve(State(s): State<Arc<ComputeService>>, request: Request) -> Result
     };
     let tenant = header("x-tenant-id");
     let row = s.metadata_instance(&id, &sig, tenant.as_deref()).await?;
+    if method == http::Method::POST {
+        s.metadata_post(&row, &path, &body).await?;
+        return Ok(StatusCode::OK.into_response());
+    }
     let answer = s.metadata_answer(&row, &path).await?;
     Ok((
         StatusCode::OK,

@@ -837,11 +837,11 @@ async fn show_action(
 }
 
 async fn password(state: Svc, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    state.get_server(&caller, &id).await?;
-    Ok(json_status(StatusCode::OK, json!({"password": ""})))
+    let password = state.server_password(&caller, &id).await?;
+    Ok(json_status(StatusCode::OK, json!({ "password": password })))
 }
 
 async fn clear_password(state: Svc, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
-    state.get_server(&caller, &id).await?;
+    state.clear_server_password(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

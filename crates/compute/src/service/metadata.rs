@@ -15,7 +15,7 @@
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use nubo_common::{Error, Result};
+use nubo_common::{Caller, Error, Result};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -210,7 +210,15 @@ impl ComputeService {
                     items.push("user_data");
                 }
                 items.extend(["vendor_data.json", "vendor_data2.json"]);
+                if *v >= "2013-04-04" {
+                    items.push("password");
+                }
                 Ok(text(items.join("\n")))
+            }
+            ["openstack", v, "password"]
+                if *v >= "2013-04-04" && OPENSTACK_VERSIONS.contains(v) =>
+            {
+                Ok(text(store::passwords::get(&self.db, &row.id).await?))
             }
             ["openstack", v, file] if OPENSTACK_VERSIONS.contains(v) => match *file {
                 "meta_data.json" => Ok(json_answer(&self.meta_data_json(row))),
@@ -236,13 +244,28 @@ impl ComputeService {
                 })
                 .ok_or_else(not_found),
             [v, "meta-data", rest @ ..] if EC2_VERSIONS.contains(v) => {
-                self.ec2(row, rest, trailing)
+                // public-ipv4: the first IPv4 floating IP on one of the server's ports.
+                let floating = self.floating_ips_by_port(&[row]).await?;
+                let public_ipv4 = row
+                    .ports
+                    .iter()
+                    .flat_map(|p| floating.get(&p.port_id).into_iter().flatten())
+                    .find(|ip| !ip.contains(':'))
+                    .cloned()
+                    .unwrap_or_default();
+                self.ec2(row, rest, trailing, &public_ipv4)
             }
             _ => Err(not_found()),
         }
     }
 
-    fn ec2(&self, row: &ServerRow, rest: &[&str], _trailing: bool) -> Result<MetaAnswer> {
+    fn ec2(
+        &self,
+        row: &ServerRow,
+        rest: &[&str],
+        _trailing: bool,
+        public_ipv4: &str,
+    ) -> Result<MetaAnswer> {
         let hostname = format!("{}.novalocal", row.hostname);
         let ipv4 = row
             .ports
@@ -287,7 +310,7 @@ impl ComputeService {
             ["instance-id"] => Ok(text(format!("i-{:08x}", row.seq))),
             ["instance-type"] => Ok(text(row.flavor.name.clone())),
             ["local-ipv4"] => Ok(text(ipv4)),
-            ["public-ipv4"] => Ok(text("")),
+            ["public-ipv4"] => Ok(text(public_ipv4)),
             ["placement"] => Ok(text("availability-zone")),
             ["placement", "availability-zone"] => {
                 Ok(text(row.availability_zone.clone().unwrap_or_default()))
@@ -304,6 +327,37 @@ impl ComputeService {
             }
             _ => Err(not_found()),
         }
+    }
+
+    /// A POST from the guest: only `openstack/<version>/password`, set once (409 after, until
+    /// os-server-password DELETE clears it), at most 4 x 255 bytes as Nova.
+    pub async fn metadata_post(&self, row: &ServerRow, path: &str, body: &[u8]) -> Result<()> {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        match parts.as_slice() {
+            ["openstack", v, "password"]
+                if *v >= "2013-04-04" && OPENSTACK_VERSIONS.contains(v) => {}
+            _ => return Err(Error::method_not_allowed()),
+        }
+        if body.len() > 4 * 255 {
+            return Err(Error::bad_request("Request is too large."));
+        }
+        let password = String::from_utf8_lossy(body);
+        if !store::passwords::set_once(&self.db, &row.id, &password).await? {
+            return Err(Error::conflict("Password already set."));
+        }
+        Ok(())
+    }
+
+    /// os-server-password GET: what the guest posted, `""` when nothing.
+    pub async fn server_password(&self, caller: &Caller, id: &str) -> Result<String> {
+        let row = self.get_server(caller, id).await?;
+        store::passwords::get(&self.db, &row.id).await
+    }
+
+    /// os-server-password DELETE: forgets the password (the guest may post a new one).
+    pub async fn clear_server_password(&self, caller: &Caller, id: &str) -> Result<()> {
+        let row = self.get_server(caller, id).await?;
+        store::passwords::clear(&self.db, &row.id).await
     }
 
     /// The files of a server's config drive (base64 content).

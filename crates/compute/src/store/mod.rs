@@ -7,6 +7,7 @@ pub mod deleted;
 pub mod flavors;
 pub mod hosts;
 pub mod keypairs;
+pub mod passwords;
 pub mod quotas;
 pub mod requests;
 pub mod server_groups;
@@ -30,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 10,
         name: "server groups, aggregates, deleted servers",
         sql: include_str!("../../migrations/0010_groups_aggregates.sql"),
+    },
+    Migration {
+        version: 20,
+        name: "server passwords",
+        sql: include_str!("../../migrations/0020_server_passwords.sql"),
     },
 ];
 
