@@ -33,6 +33,8 @@ pub enum BenchCommand {
     Servers(crate::bench_servers::ServerBench),
     /// Server create -> SSH-able with the real data plane and QEMU, by phase (root).
     Boot(crate::bench_boot::BootBench),
+    /// Volume from a 1 GiB and a 10 GiB image, empty, from a snapshot (Block Storage).
+    Volumes(crate::bench_volumes::VolumeBench),
 }
 
 #[derive(Args, Clone)]
@@ -60,6 +62,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ports(args) => ports(args).await,
         BenchCommand::Servers(args) => crate::bench_servers::run(args).await,
         BenchCommand::Boot(args) => crate::bench_boot::run(args).await,
+        BenchCommand::Volumes(args) => crate::bench_volumes::run(args).await,
     }
 }
 

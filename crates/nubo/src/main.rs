@@ -11,6 +11,7 @@
 mod bench;
 mod bench_boot;
 mod bench_servers;
+mod bench_volumes;
 mod server;
 mod up;
 
