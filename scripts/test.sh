@@ -9,6 +9,10 @@
 #             tenant isolation, healing, two hosts over VXLAN)
 #   compute   Tempest ^tempest.api.compute. on a cloud with the fake hypervisor, then the compute
 #             CLI journey on real QEMU (TCG): create, console, power actions, snapshot, delete
+#   volume    Tempest ^tempest.api.volume. on a cloud with the fake hypervisor, then (root) the
+#             volume CLI journey on real QEMU (attach to a running VM, a filesystem written in one
+#             guest and read in another, snapshots, boot from volume, extend, upload to an image)
+#             and Tempest's volume-backed rebuild with SSH validation
 #   qemu      the guest image built and booted under QEMU (TCG) from a copy-on-write overlay, and
 #             the hypervisor crate's real-QEMU tier
 # Installs what is missing first (scripts/install-deps.sh). Ends with one line:
@@ -16,7 +20,7 @@
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-stages=${NUBO_TEST_STAGES:-fast identity image network dataplane compute qemu}
+stages=${NUBO_TEST_STAGES:-fast identity image network dataplane compute volume qemu}
 passed=0 failed=0 skipped=0
 log_dir=${NUBO_TEST_LOGS:-$(mktemp -d /tmp/nubo-test.XXXXXX)}
 mkdir -p "$log_dir"
@@ -133,7 +137,9 @@ if want compute; then
   # take hours, so they run on a cloud whose agent drives the fake hypervisor (the same API,
   # scheduler, agent and reconcile loop; only the VMs are simulated). Concurrency 2 (run-tempest.sh).
   NUBO_AGENT__DRIVER=fake start_cloud
-  tempest compute '^tempest\.api\.compute\.'
+  # Less the one test that logs into its guest with no run_validation guard (rebuilding a
+  # volume-backed server, 2.93): the volume stage runs it on QEMU with validation on.
+  tempest compute '^tempest\.api\.compute\.(?!servers\.test_server_actions\.ServerActionsV293TestJSON\.test_rebuild_volume_backed_server)'
   stop_cloud
   # The CLI journey on real QEMU: tap devices need root.
   if [ "$(id -u)" -ne 0 ]; then
@@ -149,6 +155,34 @@ if want compute; then
     stop_cloud
   fi
   echo "[test] stage compute: $((SECONDS - compute_started)) s"
+fi
+
+if want volume; then
+  echo "[test] stage volume: Tempest volume (fake hypervisor) + volume CLI journey (QEMU)"
+  volume_started=$SECONDS
+  # Tempest's compute.volumes tests already ran in the compute stage (^tempest.api.compute.).
+  NUBO_AGENT__DRIVER=fake start_cloud
+  tempest volume '^tempest\.api\.volume\.'
+  stop_cloud
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "SKIP: the volume CLI journey needs root (QEMU taps, SSH into guests from the DHCP namespace)"
+    add_counts 0 0 1
+  else
+    [ -f tools/guest-image/out/tiny.raw ] || tools/guest-image/build.sh > "$log_dir/guest-image-build.txt" 2>&1 \
+      || { tail -20 "$log_dir/guest-image-build.txt"; add_counts 0 1 0; }
+    start_cloud
+    osc=${NUBO_VENV_DIR:-$repo/.venvs}/osc/bin/openstack
+    "$osc" image show tiny >/dev/null 2>&1 || "$osc" image create --file tools/guest-image/out/tiny.raw \
+      --disk-format raw --container-format bare --public tiny >/dev/null
+    acceptance volume-cli
+    # The volume test that must log into its guest (no run_validation guard in Tempest), on QEMU
+    # with validation on: rebuild of a volume-backed server (2.93).
+    NUBO_TEMPEST_VALIDATION=true scripts/conformance/tempest-conf.sh "$log_dir/tempest" > "$log_dir/tempest-conf.txt" 2>&1 \
+      || { tail -20 "$log_dir/tempest-conf.txt"; add_counts 0 1 0; }
+    tempest volume-ssh 'ServerActionsV293TestJSON\.test_rebuild_volume_backed_server'
+    stop_cloud
+  fi
+  echo "[test] stage volume: $((SECONDS - volume_started)) s"
 fi
 
 if want qemu; then
