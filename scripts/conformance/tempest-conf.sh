@@ -88,6 +88,13 @@ if [ "${NUBO_TEMPEST_CREDENTIALS:-dynamic}" = preprovisioned ]; then dynamic=fal
 # Everything Nubo offers, so that tests of what it lacks skip instead of failing.
 network_extensions=$(cat "$repo/crates/network/api_extensions.txt" 2>/dev/null || echo "")
 image_id=$("$osc" image show tiny -f value -c id 2>/dev/null || echo "")
+# A second image, the same bits under another name, so that tests rebuilding to another image
+# or filtering servers by image see two distinct ids.
+alt_image_id=$("$osc" image show tiny-alt -f value -c id 2>/dev/null || echo "")
+if [ -z "$alt_image_id" ] && [ -n "$image_id" ] && [ -f "$repo/tools/guest-image/out/tiny.raw" ]; then
+  alt_image_id=$("$osc" image create --file "$repo/tools/guest-image/out/tiny.raw" --disk-format raw \
+    --container-format bare --public tiny-alt -f value -c id 2>/dev/null || echo "")
+fi
 
 cat > "$out/tempest.conf" <<EOF
 # Written by scripts/conformance/tempest-conf.sh for the cloud at $auth_url
@@ -136,27 +143,48 @@ swift = false
 horizon = false
 [compute]
 image_ref = $image_id
-image_ref_alt = $image_id
+image_ref_alt = ${alt_image_id:-$image_id}
 flavor_ref = 1
 flavor_ref_alt = 2
 fixed_network_name = private
 min_microversion = 2.1
-# The highest microversion Nubo's compute advertises (crates/compute/src/microversion.rs MAX).
+# The highest microversion Nubo's compute advertises (crates/compute/src/microversion.rs MAX):
+# 2.97 adds server shares (Manila file shares), which Nubo does not have; the tests of 2.98+ skip.
 max_microversion = 2.96
 [compute-feature-enabled]
+# What Nubo's compute deliberately does not offer is off here, each with its reason; Tempest skips
+# those tests. Skips that are Tempest's own (upstream bug skips, nova-network-only negative tests,
+# tests needing two compute nodes, microversions above max_microversion) are listed in
+# crates/compute/README.md.
 console_output = true
-# Not offered: resize, live migration. cold_migration stays on for its state checks
-# (test_migrate_server_invalid_state: Nubo answers 409 in the wrong state, 400 "no valid host"
-# otherwise); the tests that really migrate need two compute nodes and skip here.
+# Not offered: resize (and so confirm/revert) and live migration: every server lives on one
+# host's local copy-on-write clone; moving a disk between hosts is not implemented.
+# cold_migration stays on for its state checks (test_migrate_server_invalid_state: Nubo answers
+# 409 in the wrong state, 400 "no valid host" otherwise); the tests that really migrate need two
+# compute nodes and skip here.
 resize = false
 live_migration = false
 cold_migration = true
+# Not offered: remote consoles (no VNC/SPICE/serial proxy); the serial log is os-getConsoleOutput.
 vnc_console = false
-# Not implemented in Nubo's compute yet: shelve/unshelve, rescue/unrescue, changePassword.
+spice_console = false
+serial_console = false
+# Not offered: shelve/unshelve (snapshot-and-offload), rescue/unrescue and changePassword
+# (needs an agent inside the guest; the tiny image has none).
 shelve = false
 shelve_migrate = false
 rescue = false
 change_password = false
+# Not offered: personality (file injection, removed from the API in 2.57; use user_data or the
+# config drive), image signature verification (no key manager), volume swap (one backend, no live
+# block copy: detach and attach instead) and attaching one volume to several servers.
+personality = false
+certified_image_ref =
+swap_volume = false
+volume_multiattach = false
+# Display names are sanitized into hostnames as Nova does (dots become dashes); the test that
+# checks it inside the guest needs validation (SSH).
+hostname_fqdn_sanitization = true
 interface_attach = true
 snapshot = true
 pause = true

@@ -337,6 +337,21 @@ impl Fleet {
         version: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
+        let (status, bytes) = self.call_raw(method, path, token, version, body).await;
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    /// [`Self::call_at`] without parsing: status and the body's bytes as received (what a
+    /// latency figure "over HTTP" measures).
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        version: &str,
+        body: Option<Value>,
+    ) -> (u16, Bytes) {
         let stream = tokio::net::TcpStream::connect(self.addr)
             .await
             .expect("connect");
@@ -365,8 +380,7 @@ impl Fleet {
             .await
             .expect("body")
             .to_bytes();
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, value)
+        (status, bytes)
     }
 
     /// `POST /servers` for one server on the private network; returns its id.

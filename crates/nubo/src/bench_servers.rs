@@ -19,6 +19,9 @@ pub struct ServerBench {
     /// Servers for the list phase.
     #[arg(long, default_value_t = 1000)]
     list_servers: usize,
+    /// `GET /servers/detail` requests in the list phase.
+    #[arg(long, default_value_t = 30)]
+    list_requests: usize,
     /// Sequential creates on QEMU (0: skip the QEMU phase).
     #[arg(long, default_value_t = 5)]
     qemu_creates: usize,
@@ -39,9 +42,19 @@ fn pct(mut ms: Vec<f64>) -> (f64, f64) {
 /// Creates one server and polls (1 ms) until ACTIVE; returns milliseconds.
 async fn create_active(fleet: &Fleet, name: &str, flavor: &str) -> (String, f64) {
     let t = Instant::now();
-    let id = fleet.create_server(name, flavor).await.expect("create accepted");
+    let id = fleet
+        .create_server(name, flavor)
+        .await
+        .expect("create accepted");
     loop {
-        let (_, v) = fleet.call("GET", &format!("/compute/v2.1/servers/{id}"), MEMBER_TOKEN, None).await;
+        let (_, v) = fleet
+            .call(
+                "GET",
+                &format!("/compute/v2.1/servers/{id}"),
+                MEMBER_TOKEN,
+                None,
+            )
+            .await;
         match v["server"]["status"].as_str() {
             Some("ACTIVE") => break,
             Some("ERROR") => panic!("server {id} went to ERROR: {v}"),
@@ -53,17 +66,33 @@ async fn create_active(fleet: &Fleet, name: &str, flavor: &str) -> (String, f64)
 
 async fn delete_all(fleet: &Fleet, ids: &[String]) {
     for id in ids {
-        fleet.call("DELETE", &format!("/compute/v2.1/servers/{id}"), ADMIN_TOKEN, None).await;
+        fleet
+            .call(
+                "DELETE",
+                &format!("/compute/v2.1/servers/{id}"),
+                ADMIN_TOKEN,
+                None,
+            )
+            .await;
     }
     for id in ids {
-        fleet.wait_status(id, &["GONE"], Duration::from_secs(120)).await;
+        fleet
+            .wait_status(id, &["GONE"], Duration::from_secs(120))
+            .await;
     }
 }
 
 pub async fn run(args: ServerBench) -> anyhow::Result<()> {
-    println!("nubo bench servers: 2-core shared machine, figures are noisy; debug or release as built");
+    println!(
+        "nubo bench servers: 2-core shared machine, figures are noisy; debug or release as built"
+    );
     // 1. Fake driver, sequential.
-    let spec = FleetSpec { hosts: 10, vcpus: 64, memory_mb: 1 << 20, ..FleetSpec::default() };
+    let spec = FleetSpec {
+        hosts: 10,
+        vcpus: 64,
+        memory_mb: 1 << 20,
+        ..FleetSpec::default()
+    };
     let fleet = Arc::new(Fleet::start(spec).await);
     fleet.wait_registered().await;
     let mut times = Vec::new();
@@ -81,7 +110,9 @@ pub async fn run(args: ServerBench) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for i in 0..20 {
         let f = fleet.clone();
-        tasks.push(tokio::spawn(async move { create_active(&f, &format!("par{i}"), "1").await }));
+        tasks.push(tokio::spawn(async move {
+            create_active(&f, &format!("par{i}"), "1").await
+        }));
     }
     let mut times = Vec::new();
     let mut ids = Vec::new();
@@ -101,25 +132,40 @@ pub async fn run(args: ServerBench) -> anyhow::Result<()> {
         for i in 0..50.min(args.list_servers - chunk * 50) {
             let f = fleet.clone();
             let name = format!("list{}", chunk * 50 + i);
-            tasks.push(tokio::spawn(async move { f.create_server(&name, "1").await.expect("create") }));
+            tasks.push(tokio::spawn(async move {
+                f.create_server(&name, "1").await.expect("create")
+            }));
         }
         for task in tasks {
             ids.push(task.await?);
         }
     }
     for id in &ids {
-        fleet.wait_status(id, &["ACTIVE"], Duration::from_secs(120)).await;
+        fleet
+            .wait_status(id, &["ACTIVE"], Duration::from_secs(120))
+            .await;
     }
     let mut times = Vec::new();
     let mut count = 0;
-    for _ in 0..30 {
+    eprintln!("listing {} servers {} times", ids.len(), args.list_requests);
+    for _ in 0..args.list_requests {
         let t = Instant::now();
-        let (_, v) = fleet.call("GET", "/compute/v2.1/servers/detail", MEMBER_TOKEN, None).await;
+        // Timed to the response's last byte; parsing it is the client's work.
+        let (_, body) = fleet
+            .call_raw(
+                "GET",
+                "/compute/v2.1/servers/detail",
+                MEMBER_TOKEN,
+                "2.79",
+                None,
+            )
+            .await;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
         count = v["servers"].as_array().map(|a| a.len()).unwrap_or(0);
     }
     let (p50, p99) = pct(times);
-    println!("GET /servers/detail over HTTP with {count} servers (2.79): p50 {p50:.1} ms, p99 {p99:.1} ms (30 requests)");
+    println!("GET /servers/detail over HTTP with {count} servers (2.79): p50 {p50:.1} ms, p99 {p99:.1} ms ({} requests)", args.list_requests);
     delete_all(&fleet, &ids).await;
     // 4. QEMU.
     if args.qemu_creates > 0 {
@@ -129,21 +175,45 @@ pub async fn run(args: ServerBench) -> anyhow::Result<()> {
 }
 
 async fn qemu(args: &ServerBench) -> anyhow::Result<()> {
-    let have_qemu = std::process::Command::new("qemu-system-x86_64").arg("--version").output().is_ok_and(|o| o.status.success());
-    let root = std::fs::read_to_string("/proc/self/status").unwrap_or_default().lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let have_qemu = std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
     if !have_qemu || !root || !args.image.exists() {
-        eprintln!("SKIP: QEMU phase needs qemu-system-x86_64, root (taps) and {}", args.image.display());
+        eprintln!(
+            "SKIP: QEMU phase needs qemu-system-x86_64, root (taps) and {}",
+            args.image.display()
+        );
         return Ok(());
     }
     let image = std::fs::read(&args.image)?;
     let bsdir = tempfile::tempdir()?;
-    let store: Arc<dyn nubo_blockstore::BlockStore> = Arc::new(nubo_blockstore::LocalStore::open(bsdir.path())?);
-    let fleet = Fleet::start_on(FleetSpec { hosts: 0, ..FleetSpec::default() }, Some(store), image).await;
+    let store: Arc<dyn nubo_blockstore::BlockStore> =
+        Arc::new(nubo_blockstore::LocalStore::open(bsdir.path())?);
+    let fleet = Fleet::start_on(
+        FleetSpec {
+            hosts: 0,
+            ..FleetSpec::default()
+        },
+        Some(store),
+        image,
+    )
+    .await;
     let runtime = tempfile::Builder::new().prefix("nq").tempdir_in("/tmp")?;
-    let hv = nubo_hypervisor::QemuHypervisor::open(nubo_hypervisor::QemuConfig::new(runtime.path().join("vms"))).await?;
-    let (stop, task) = fleet.start_custom_agent("qemu-0", Arc::new(hv), Arc::new(nubo_agent::RealHost));
+    let hv = nubo_hypervisor::QemuHypervisor::open(nubo_hypervisor::QemuConfig::new(
+        runtime.path().join("vms"),
+    ))
+    .await?;
+    let (stop, task) =
+        fleet.start_custom_agent("qemu-0", Arc::new(hv), Arc::new(nubo_agent::RealHost));
     for _ in 0..500 {
-        let (_, v) = fleet.call("GET", "/compute/v2.1/os-hypervisors", ADMIN_TOKEN, None).await;
+        let (_, v) = fleet
+            .call("GET", "/compute/v2.1/os-hypervisors", ADMIN_TOKEN, None)
+            .await;
         if v["hypervisors"].as_array().is_some_and(|a| !a.is_empty()) {
             break;
         }
@@ -160,9 +230,17 @@ async fn qemu(args: &ServerBench) -> anyhow::Result<()> {
         if i == 0 {
             loop {
                 let (_, v) = fleet
-                    .call("POST", &format!("/compute/v2.1/servers/{id}/action"), MEMBER_TOKEN, Some(json!({"os-getConsoleOutput": {}})))
+                    .call(
+                        "POST",
+                        &format!("/compute/v2.1/servers/{id}/action"),
+                        MEMBER_TOKEN,
+                        Some(json!({"os-getConsoleOutput": {}})),
+                    )
                     .await;
-                if v["output"].as_str().is_some_and(|o| o.contains("nubo-guest: ready")) {
+                if v["output"]
+                    .as_str()
+                    .is_some_and(|o| o.contains("nubo-guest: ready"))
+                {
                     ready.push(t.elapsed().as_secs_f64());
                     break;
                 }

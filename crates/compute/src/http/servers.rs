@@ -10,7 +10,7 @@ use axum::Extension;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use nubo_common::http::RequestId;
 use nubo_common::{Caller, Error, Result};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::server_extras::{with_floating, with_groups};
 use super::{json_status, request_id, view_ctx, JsonBody, PublicUrl, Routes, Svc};
@@ -179,8 +179,14 @@ async fn list(
     let q = list_query(&pairs);
     let rows = state.list_servers(&caller, &q).await?;
     let ctx = view_ctx(&headers, &public, mv, &caller);
-    let mut body =
-        json!({"servers": rows.iter().map(|r| views::server_summary(&ctx, r)).collect::<Vec<_>>()});
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|r| views::server_summary(&ctx, r))
+        .collect();
+    let mut body = Value::Object(Map::from_iter([(
+        "servers".to_string(),
+        Value::Array(items),
+    )]));
     if let Some(l) = next_link(&ctx, "servers", &pairs, &rows, &q) {
         body["servers_links"] = l;
     }
@@ -215,7 +221,11 @@ async fn detail(
             views::server_detail(&ctx, r, hs, false)
         })
         .collect();
-    let mut body = json!({ "servers": items });
+    // Moved in, not through `json!` (which would serialize a deep copy of every server).
+    let mut body = Value::Object(Map::from_iter([(
+        "servers".to_string(),
+        Value::Array(items),
+    )]));
     if let Some(l) = next_link(&ctx, "servers/detail", &pairs, &rows, &q) {
         body["servers_links"] = l;
     }

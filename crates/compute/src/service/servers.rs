@@ -142,18 +142,20 @@ pub(crate) fn valid_tag(tag: &str) -> bool {
     !tag.is_empty() && tag.chars().count() <= 60 && !tag.contains(',') && !tag.contains('/')
 }
 
-/// Nova's hostname sanitization of a display name.
+/// Nova's hostname sanitization of a display name (`nova.utils.sanitize_hostname`): keep
+/// Latin-1, cut at 63 characters, spaces, underscores and dots become dashes (an FQDN-like
+/// name is not a hostname), anything else but word characters and dashes goes, lower case,
+/// no leading or trailing dashes.
 fn sanitize_hostname(name: &str) -> String {
     let mut out = String::new();
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-            out.push(c.to_ascii_lowercase());
-        } else if c == ' ' || c == '_' {
+    for c in name.chars().filter(|c| (*c as u32) < 0x100).take(63) {
+        if c == ' ' || c == '_' || c == '.' {
             out.push('-');
+        } else if c.is_alphanumeric() || c == '-' {
+            out.extend(c.to_lowercase());
         }
     }
     let out = out.trim_matches(|c| c == '-' || c == '.').to_string();
-    let out: String = out.chars().take(63).collect();
     if out.is_empty() {
         "server".into()
     } else {
@@ -1850,5 +1852,22 @@ impl ComputeService {
         })
         .await?;
         Ok((result, created))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize_hostname;
+
+    #[test]
+    fn hostnames_are_sanitized_as_nova_does() {
+        assert_eq!(
+            sanitize_hostname("guest-instance-1.domain.com"),
+            "guest-instance-1-domain-com"
+        );
+        assert_eq!(sanitize_hostname("My Server_1"), "my-server-1");
+        assert_eq!(sanitize_hostname("--a$b--"), "ab");
+        assert_eq!(sanitize_hostname("\u{2603}"), "server");
+        assert_eq!(sanitize_hostname(&"a".repeat(70)).len(), 63);
     }
 }

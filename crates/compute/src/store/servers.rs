@@ -302,8 +302,175 @@ pub async fn get(conn: &mut SqliteConnection, id: &str) -> Result<Option<ServerR
     Ok(r.as_ref().map(row))
 }
 
+/// The columns holding JSON: [`list`] embeds them as JSON, not as text.
+const JSON_COLUMNS: &[&str] = &[
+    "flavor",
+    "metadata",
+    "tags",
+    "security_groups",
+    "networks",
+    "ports",
+    "fault",
+];
+
+/// A row as SQLite's `json_object` writes it (booleans are integers there).
+#[derive(Deserialize)]
+struct JsonRow {
+    id: String,
+    seq: i64,
+    name: String,
+    project_id: String,
+    user_id: String,
+    reservation_id: String,
+    launch_index: i64,
+    hostname: String,
+    description: Option<String>,
+    vm_state: String,
+    task_state: Option<String>,
+    power_state: i64,
+    host: Option<String>,
+    availability_zone: Option<String>,
+    requested_az: Option<String>,
+    flavor: FlavorSnapshot,
+    image_ref: String,
+    disk_name: Option<String>,
+    old_disk: Option<String>,
+    key_name: Option<String>,
+    key_data: Option<String>,
+    user_data: Option<String>,
+    config_drive: i64,
+    access_ipv4: String,
+    access_ipv6: String,
+    metadata: BTreeMap<String, String>,
+    tags: Vec<String>,
+    security_groups: Vec<String>,
+    networks: serde_json::Value,
+    ports: Vec<ServerPort>,
+    locked: i64,
+    locked_by: Option<String>,
+    locked_reason: Option<String>,
+    fault: Option<Fault>,
+    desired_power: String,
+    hard_stop: i64,
+    reboot_seq: i64,
+    reboot_hard: i64,
+    respawn_seq: i64,
+    applied_reboot_seq: i64,
+    applied_respawn_seq: i64,
+    deleting: i64,
+    attempts: i64,
+    observed_reason: Option<String>,
+    created_at: String,
+    updated_at: String,
+    launched_at: Option<String>,
+    disk_config: String,
+}
+
+impl From<JsonRow> for ServerRow {
+    fn from(r: JsonRow) -> ServerRow {
+        ServerRow {
+            id: r.id,
+            seq: r.seq,
+            name: r.name,
+            project_id: r.project_id,
+            user_id: r.user_id,
+            reservation_id: r.reservation_id,
+            launch_index: r.launch_index,
+            hostname: r.hostname,
+            description: r.description,
+            vm_state: r.vm_state,
+            task_state: r.task_state,
+            power_state: r.power_state,
+            host: r.host,
+            availability_zone: r.availability_zone,
+            requested_az: r.requested_az,
+            flavor: r.flavor,
+            image_ref: r.image_ref,
+            disk_name: r.disk_name,
+            old_disk: r.old_disk,
+            key_name: r.key_name,
+            key_data: r.key_data,
+            user_data: r.user_data,
+            config_drive: r.config_drive != 0,
+            access_ipv4: r.access_ipv4,
+            access_ipv6: r.access_ipv6,
+            metadata: r.metadata,
+            tags: r.tags,
+            security_groups: r.security_groups,
+            networks: r.networks,
+            ports: r.ports,
+            locked: r.locked != 0,
+            locked_by: r.locked_by,
+            locked_reason: r.locked_reason,
+            fault: r.fault,
+            desired_power: r.desired_power,
+            hard_stop: r.hard_stop != 0,
+            reboot_seq: r.reboot_seq,
+            reboot_hard: r.reboot_hard != 0,
+            respawn_seq: r.respawn_seq,
+            applied_reboot_seq: r.applied_reboot_seq,
+            applied_respawn_seq: r.applied_respawn_seq,
+            deleting: r.deleting != 0,
+            attempts: r.attempts,
+            observed_reason: r.observed_reason,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            launched_at: r.launched_at,
+            disk_config: r.disk_config,
+        }
+    }
+}
+
+/// `SELECT json_group_array(json_object(...)) FROM compute_servers`: every row as one JSON
+/// array built inside SQLite.
+fn json_select() -> String {
+    let fields: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| {
+            if JSON_COLUMNS.contains(c) {
+                format!("'{c}', json({c})")
+            } else {
+                format!("'{c}', {c}")
+            }
+        })
+        .collect();
+    format!(
+        "SELECT json_group_array(json_object({})) FROM compute_servers",
+        fields.join(", ")
+    )
+}
+
 /// Every server of `project` (all when `None`).
+///
+/// SQLite returns them as one JSON array (one value through sqlx instead of 48 per row; a list
+/// of 1,000 servers costs a few milliseconds, not tens). Should a row not read that way (a
+/// JSON column that does not parse as its type), the rows are read one by one as [`get`] does,
+/// which tolerates it.
 pub async fn list(conn: &mut SqliteConnection, project: Option<&str>) -> Result<Vec<ServerRow>> {
+    let text: String = match project {
+        Some(p) => {
+            sqlx::query_scalar(&format!("{} WHERE project_id = ?", json_select()))
+                .bind(p)
+                .fetch_one(&mut *conn)
+                .await?
+        }
+        None => {
+            sqlx::query_scalar(&json_select())
+                .fetch_one(&mut *conn)
+                .await?
+        }
+    };
+    if let Ok(rows) = serde_json::from_str::<Vec<JsonRow>>(&text) {
+        return Ok(rows.into_iter().map(ServerRow::from).collect());
+    }
+    list_by_rows(conn, project).await
+}
+
+/// [`list`] one row at a time.
+async fn list_by_rows(
+    conn: &mut SqliteConnection,
+    project: Option<&str>,
+) -> Result<Vec<ServerRow>> {
     let rows = match project {
         Some(p) => {
             sqlx::query("SELECT * FROM compute_servers WHERE project_id = ?")
@@ -377,4 +544,156 @@ pub async fn project_usage(conn: &mut SqliteConnection, project: &str) -> Result
     .fetch_one(conn)
     .await?;
     Ok((r.get("n"), r.get("vcpus"), r.get("ram")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(id: &str, project: &str) -> ServerRow {
+        ServerRow {
+            id: id.into(),
+            seq: 7,
+            name: "vm \"one\" é".into(),
+            project_id: project.into(),
+            user_id: "u".into(),
+            reservation_id: "r-1".into(),
+            hostname: "vm-one".into(),
+            vm_state: "error".into(),
+            task_state: Some("spawning".into()),
+            power_state: 1,
+            host: Some("h1".into()),
+            flavor: FlavorSnapshot {
+                id: "1".into(),
+                name: "m1.nano".into(),
+                vcpus: 1,
+                memory_mb: 128,
+                extra_specs: BTreeMap::from([("hw:x".into(), "y".into())]),
+                ..FlavorSnapshot::default()
+            },
+            user_data: Some("aGVsbG8=".into()),
+            config_drive: true,
+            metadata: BTreeMap::from([("k".into(), "v\nw".into())]),
+            tags: vec!["a".into(), "b".into()],
+            security_groups: vec!["default".into()],
+            networks: serde_json::json!([{"uuid": "n"}]),
+            ports: vec![ServerPort {
+                port_id: "p".into(),
+                created: true,
+                mac: "fa:16:3e:00:00:01".into(),
+                network_id: "n".into(),
+                network_name: "private".into(),
+                ips: vec!["10.0.0.3".into(), "fd00::3".into()],
+                tag: Some("t".into()),
+            }],
+            locked: true,
+            fault: Some(Fault {
+                code: 500,
+                message: "boom".into(),
+                details: None,
+                created: "2026-11-25T18:51:37.123456Z".into(),
+            }),
+            desired_power: "running".into(),
+            hard_stop: true,
+            reboot_hard: true,
+            deleting: false,
+            created_at: "2026-11-25T18:51:37.123456Z".into(),
+            updated_at: "2026-11-25T18:51:38.123456Z".into(),
+            disk_config: "MANUAL".into(),
+            ..ServerRow::default_for_tests()
+        }
+    }
+
+    impl ServerRow {
+        fn default_for_tests() -> ServerRow {
+            ServerRow {
+                id: String::new(),
+                seq: 0,
+                name: String::new(),
+                project_id: String::new(),
+                user_id: String::new(),
+                reservation_id: String::new(),
+                launch_index: 0,
+                hostname: String::new(),
+                description: None,
+                vm_state: String::new(),
+                task_state: None,
+                power_state: 0,
+                host: None,
+                availability_zone: None,
+                requested_az: None,
+                flavor: FlavorSnapshot::default(),
+                image_ref: String::new(),
+                disk_name: None,
+                old_disk: None,
+                key_name: None,
+                key_data: None,
+                user_data: None,
+                config_drive: false,
+                access_ipv4: String::new(),
+                access_ipv6: String::new(),
+                metadata: BTreeMap::new(),
+                tags: Vec::new(),
+                security_groups: Vec::new(),
+                networks: serde_json::Value::Null,
+                ports: Vec::new(),
+                locked: false,
+                locked_by: None,
+                locked_reason: None,
+                fault: None,
+                desired_power: String::new(),
+                hard_stop: false,
+                reboot_seq: 0,
+                reboot_hard: false,
+                respawn_seq: 0,
+                applied_reboot_seq: 0,
+                applied_respawn_seq: 0,
+                deleting: false,
+                attempts: 0,
+                observed_reason: None,
+                created_at: String::new(),
+                updated_at: String::new(),
+                launched_at: None,
+                disk_config: String::new(),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn listing_as_json_reads_what_rows_read() {
+        let db = nubo_common::Db::in_memory().await;
+        db.migrate("compute", crate::store::MIGRATIONS)
+            .await
+            .unwrap();
+        let mut conn = db.pool().acquire().await.unwrap();
+        let mut plain = sample("b", "p1");
+        plain.fault = None;
+        plain.task_state = None;
+        plain.host = None;
+        plain.user_data = None;
+        plain.networks = serde_json::json!("auto");
+        for (seq, mut s) in [sample("a", "p1"), plain, sample("c", "p2")]
+            .into_iter()
+            .enumerate()
+        {
+            s.seq = seq as i64 + 1;
+            insert(&mut conn, &s).await.unwrap();
+        }
+        for project in [Some("p1"), Some("p2"), Some("none"), None] {
+            let mut fast = list(&mut conn, project).await.unwrap();
+            let mut slow = list_by_rows(&mut conn, project).await.unwrap();
+            fast.sort_by(|a, b| a.id.cmp(&b.id));
+            slow.sort_by(|a, b| a.id.cmp(&b.id));
+            assert_eq!(fast, slow, "project {project:?}");
+        }
+        assert_eq!(list(&mut conn, Some("p1")).await.unwrap().len(), 2);
+        // A JSON column that does not parse as its type: the row-by-row path reads it.
+        sqlx::query("UPDATE compute_servers SET tags = '{\"not\": \"a list\"}' WHERE id = 'a'")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let rows = list(&mut conn, Some("p1")).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().find(|r| r.id == "a").unwrap().tags.is_empty());
+    }
 }
