@@ -5,7 +5,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 packages=(qemu-utils qemu-system-x86 python3-venv sqlite3 curl ca-certificates openssh-client iproute2 nftables
-          dnsmasq-base radvd busybox iputils-ping)
+          dnsmasq-base dnsmasq-utils radvd busybox iputils-ping)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -100,6 +100,32 @@ fn hostname(ip: &IpAddr) -> String {
     format!("host-{}", ip.to_string().replace(['.', ':'], "-"))
 }
 
+/// The IPv4 leases to release when the hosts file goes from `old` to `new`: every
+/// (address, MAC) of an old line that no new line has. dnsmasq keeps a lease after its host
+/// line is gone and will not hand that address to the next port that gets it ("not using
+/// configured address ... because it is leased to ..."); Neutron's DHCP agent releases them
+/// with `dhcp_release` too.
+pub fn released_leases(old: &str, new: &str) -> Vec<(std::net::Ipv4Addr, String)> {
+    let pairs = |text: &str| -> std::collections::BTreeSet<(std::net::Ipv4Addr, String)> {
+        let mut out = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            let mut fields = line.split(',');
+            let Some(mac) = fields.next() else { continue };
+            for f in fields {
+                if let Ok(ip) = f.parse::<std::net::Ipv4Addr>() {
+                    out.insert((ip, mac.to_ascii_lowercase()));
+                }
+            }
+        }
+        out
+    };
+    let keep = pairs(new);
+    pairs(old)
+        .into_iter()
+        .filter(|p| !keep.contains(p))
+        .collect()
+}
+
 /// The hosts file and the options file.
 pub fn files(d: &DhcpServer, desired: &HostNetwork) -> Files {
     let subnets = served(d, desired);
@@ -209,6 +235,21 @@ pub fn files(d: &DhcpServer, desired: &HostNetwork) -> Files {
 mod tests {
     use super::*;
     use crate::model::*;
+
+    #[test]
+    fn removed_or_moved_hosts_release_their_leases() {
+        let old = "fa:16:3e:00:00:01,10.0.0.3,host-10-0-0-3\n\
+                   fa:16:3e:00:00:02,10.0.0.4,[fdc6::4],host-10-0-0-4\n";
+        // .01 gone, .02 kept, a new port reuses 10.0.0.3.
+        let new = "fa:16:3e:00:00:02,10.0.0.4,[fdc6::4],host-10-0-0-4\n\
+                   fa:16:3e:00:00:03,10.0.0.3,host-10-0-0-3\n";
+        assert_eq!(
+            released_leases(old, new),
+            vec![("10.0.0.3".parse().unwrap(), "fa:16:3e:00:00:01".to_string())]
+        );
+        assert!(released_leases(new, new).is_empty());
+        assert!(released_leases("", new).is_empty());
+    }
 
     fn desired() -> (DhcpServer, HostNetwork) {
         let mut d = HostNetwork::default();

@@ -1110,6 +1110,7 @@ impl Inner {
         let dir = self.config.state_dir.join("dhcp").join(&s.network_id);
         std::fs::create_dir_all(&dir)?;
         let files = dhcp::files(s, d);
+        let old_hosts = std::fs::read_to_string(dir.join("hosts")).unwrap_or_default();
         let mut changed = false;
         for (name, content) in [("hosts", &files.hosts), ("opts", &files.opts)] {
             let path = dir.join(name);
@@ -1127,6 +1128,22 @@ impl Inner {
         {
             Some(c) => cx.change(c),
             None if changed => {
+                // Leases of removed hosts first: their addresses may go to new ports at once.
+                let iface = names::dhcp_port(&s.port_id);
+                for (ip, mac) in dhcp::released_leases(&old_hosts, &files.hosts) {
+                    let (ip, mac) = (ip.to_string(), mac.as_str());
+                    match self.run.exec_in(
+                        Ns::Named(&ns),
+                        "dhcp_release",
+                        &[iface.as_str(), ip.as_str(), mac],
+                        None,
+                    ) {
+                        Ok(_) => cx.change(format!("release lease {ip} {mac} in {key}")),
+                        Err(e) => {
+                            tracing::warn!(%key, %ip, error = %e, "dhcp_release failed (is dnsmasq-utils installed?)")
+                        }
+                    }
+                }
                 self.sup.signal(&key, &cx.state, libc::SIGHUP);
                 cx.change(format!("reload {key}"));
             }
