@@ -440,7 +440,11 @@ impl NetplaneDriver {
     async fn report_ports(&self, st: &mut LoopState, desired: &HostNetwork, snap: &Snapshot) {
         let mut now: HashMap<String, bool> = HashMap::new();
         for p in &desired.ports {
-            now.insert(p.id.clone(), st.ready_ports.contains(&p.id));
+            // An admin-down port keeps its tap (set down): DOWN, as Neutron says.
+            now.insert(
+                p.id.clone(),
+                p.admin_state_up && st.ready_ports.contains(&p.id),
+            );
         }
         let failed = |what: &str| st.last_errors.iter().any(|e| e.contains(what));
         for r in &desired.routers {

@@ -27,6 +27,7 @@ fn port(i: u32) -> Port {
         port_security_enabled: true,
         security_groups: vec!["default".into()],
         allowed_address_pairs: vec![],
+        admin_state_up: true,
     }
 }
 

@@ -298,6 +298,7 @@ mod tests {
                 port_security_enabled: true,
                 security_groups: vec![],
                 allowed_address_pairs: vec![],
+                admin_state_up: true,
             }],
             ..Default::default()
         }

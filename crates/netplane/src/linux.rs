@@ -652,6 +652,7 @@ impl Inner {
             };
             let br = names::bridge(&n.id);
             let mtu = n.mtu.to_string();
+            let updown = if p.admin_state_up { "up" } else { "down" };
             let res = (|| -> Result<()> {
                 match links.get(&p.tap) {
                     None if p.port_security_enabled && cx.filters_failed => {
@@ -665,9 +666,9 @@ impl Inner {
                         self.disable_ipv6(Ns::Host, &[&p.tap])?;
                         self.run.ip(
                             Ns::Host,
-                            &["link", "set", &p.tap, "mtu", &mtu, "master", &br, "up"],
+                            &["link", "set", &p.tap, "mtu", &mtu, "master", &br, updown],
                         )?;
-                        cx.change(format!("create tap {} on {br}", p.tap));
+                        cx.change(format!("create tap {} on {br} ({updown})", p.tap));
                     }
                     Some(l)
                         if l.master.as_deref() != Some(br.as_str())
@@ -679,16 +680,19 @@ impl Inner {
                         ));
                     }
                     Some(l) => {
-                        if l.master.as_deref() != Some(br.as_str()) || l.mtu != n.mtu || !l.up {
+                        if l.master.as_deref() != Some(br.as_str())
+                            || l.mtu != n.mtu
+                            || l.up != p.admin_state_up
+                        {
                             if l.master.as_deref() != Some(br.as_str()) {
                                 // Found, not made by us (QEMU's, or a test's veth): no IPv6 on the host side.
                                 self.disable_ipv6(Ns::Host, &[&p.tap])?;
                             }
                             self.run.ip(
                                 Ns::Host,
-                                &["link", "set", &p.tap, "mtu", &mtu, "master", &br, "up"],
+                                &["link", "set", &p.tap, "mtu", &mtu, "master", &br, updown],
                             )?;
-                            cx.change(format!("plug tap {} into {br}", p.tap));
+                            cx.change(format!("plug tap {} into {br} ({updown})", p.tap));
                         }
                     }
                 }

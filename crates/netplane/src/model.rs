@@ -122,6 +122,10 @@ pub struct Port {
     pub security_groups: Vec<String>,
     #[serde(default)]
     pub allowed_address_pairs: Vec<AddressPair>,
+    /// `admin_state_up`: false keeps the tap (QEMU stays attached to it) but sets it down, so
+    /// nothing passes until it is up again (Neutron's agents do the same).
+    #[serde(default = "yes")]
+    pub admin_state_up: bool,
 }
 
 fn yes() -> bool {
@@ -709,6 +713,7 @@ mod tests {
             port_security_enabled: true,
             security_groups: vec![],
             allowed_address_pairs: vec![],
+            admin_state_up: true,
         });
         let e = h.validate().unwrap_err().to_string();
         assert!(e.contains("network missing"), "{e}");

@@ -552,6 +552,7 @@ mod tests {
             port_security_enabled: true,
             security_groups: vec!["g1".into()],
             allowed_address_pairs: vec![],
+            admin_state_up: true,
         }
     }
 

@@ -197,7 +197,7 @@ pub fn host_network(snap: &Snapshot, cx: &HostContext) -> (HostNetwork, Vec<Stri
     let local: Vec<&PortState> = snap
         .ports
         .iter()
-        .filter(|p| is_compute(p) && p.host == cx.host && p.admin_state_up)
+        .filter(|p| is_compute(p) && p.host == cx.host)
         .collect();
     let routers: Vec<&RouterState> = if here_is_network_host {
         snap.routers.iter().filter(|r| r.admin_state_up).collect()
@@ -331,6 +331,7 @@ pub fn host_network(snap: &Snapshot, cx: &HostContext) -> (HostNetwork, Vec<Stri
             port_security_enabled: p.port_security_enabled,
             security_groups: p.security_groups.clone(),
             allowed_address_pairs: pairs,
+            admin_state_up: p.admin_state_up,
         });
     }
     let remote_groups: Vec<String> = snap

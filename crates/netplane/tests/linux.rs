@@ -219,6 +219,7 @@ fn port(id: &str, net: &str, tap: &str, mac: &str, ips: &[&str], groups: &[&str]
         port_security_enabled: !groups.is_empty(),
         security_groups: groups.iter().map(|s| s.to_string()).collect(),
         allowed_address_pairs: vec![],
+        admin_state_up: true,
     }
 }
 
