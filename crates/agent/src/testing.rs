@@ -435,6 +435,26 @@ impl Fleet {
             .count()
     }
 
+    /// Rows per table of the fleet's database (every service's tables).
+    pub async fn table_rows(&self) -> std::collections::BTreeMap<String, i64> {
+        let pool = self.compute.db().pool();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("tables");
+        let mut rows = std::collections::BTreeMap::new();
+        for t in tables {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{t}\""))
+                .fetch_one(pool)
+                .await
+                .expect("count");
+            rows.insert(t, n);
+        }
+        rows
+    }
+
     /// Rows in `compute_servers`.
     pub async fn server_rows(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM compute_servers")

@@ -113,6 +113,13 @@ impl MemoryStore {
 
     /// Makes the next `times` calls of `op` fail with `Error::Injected` (before changing
     /// anything), to test the undo paths of callers.
+    /// Every object's name, and how many layers the store holds (hidden ones included): tests
+    /// compare them before and after to show nothing was left behind.
+    pub fn contents(&self) -> (Vec<String>, usize) {
+        let state = self.lock();
+        (state.names.keys().cloned().collect(), state.layers.len())
+    }
+
     pub fn fail_next(&self, op: Op, times: u32) {
         self.lock().faults.insert(op, times);
     }
