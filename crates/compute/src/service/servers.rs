@@ -1075,7 +1075,12 @@ impl ComputeService {
                     .bind_server_port(&row.project_id, port, id, host)
                     .await?
             } else {
-                let groups = (!row.security_groups.is_empty()).then(|| row.security_groups.clone());
+                // Only `default` (what an empty request means) is left to Networking, as Nova's
+                // _clean_security_groups: it applies the default group where port security is
+                // on, and none on a network without it (no error).
+                let groups = (!row.security_groups.is_empty()
+                    && row.security_groups != ["default"])
+                    .then(|| row.security_groups.clone());
                 self.network
                     .create_server_port(&ServerPortRequest {
                         project_id: row.project_id.clone(),
