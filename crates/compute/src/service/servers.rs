@@ -1066,6 +1066,8 @@ impl ComputeService {
         // 2. Ports.
         let nics: Vec<NicRequest> =
             serde_json::from_value(row.networks.clone()).unwrap_or_default();
+        // Whether any port got a security group (see after the loop).
+        let mut grouped = false;
         for nic in &nics {
             if self.injected(BuildStep::Ports) {
                 return Err(Error::internal("injected failure: ports"));
@@ -1080,7 +1082,7 @@ impl ComputeService {
                 // on, and none on a network without it (no error).
                 let groups = (!row.security_groups.is_empty()
                     && row.security_groups != ["default"])
-                    .then(|| row.security_groups.clone());
+                .then(|| row.security_groups.clone());
                 self.network
                     .create_server_port(&ServerPortRequest {
                         project_id: row.project_id.clone(),
@@ -1092,6 +1094,7 @@ impl ComputeService {
                     })
                     .await?
             };
+            grouped |= !state.security_groups.is_empty();
             let network_name = self.network_name(&row.project_id, &state.network_id).await;
             let port = ServerPort {
                 port_id: state.id.clone(),
@@ -1118,10 +1121,17 @@ impl ComputeService {
                 return Ok(false);
             }
         }
+        // A server that only had the implied `default` and whose ports got no group (port
+        // security off) shows none, as Nova derives `security_groups` from the ports.
+        let implied_default_only =
+            !grouped && !nics.is_empty() && row.security_groups == ["default"];
         // 3. Disk.
         let Some(row) = self
             .modify(id, |r| {
                 r.task_state = Some("block_device_mapping".into());
+                if implied_default_only {
+                    r.security_groups.clear();
+                }
                 Ok(())
             })
             .await?
