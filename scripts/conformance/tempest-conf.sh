@@ -219,6 +219,9 @@ floating_ip_range = 172.24.4.0/24
 img_file = $repo/tools/guest-image/out/tiny.raw
 img_disk_format = raw
 img_container_format = bare
+# The tiny guest runs from its initramfs (/tmp does not survive a reboot); its boot disk's
+# partition is mounted at /disk, where the hard-reboot scenario's timestamp must persist.
+target_dir = /disk
 [network]
 # Tenant IPv6 prefixes must not overlap public's 2001:db8::/64 (Tempest's default is
 # 2001:db8::/48) nor fd00::/64 (often the host's own on-link prefix).
@@ -228,6 +231,8 @@ floating_network_name = public
 public_network_id = $("$osc" network show public -f value -c id 2>/dev/null || echo "")
 [network-feature-enabled]
 ipv6 = true
+# Networks and ports honour port_security_enabled (no anti-spoofing, no security groups).
+port_security = true
 ipv6_subnet_attributes = true
 api_extensions = ${network_extensions:-all}
 [image]
