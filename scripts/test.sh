@@ -7,6 +7,10 @@
 #   dataplane (root) a VM you can SSH into: scripts/acceptance/dataplane.sh on real QEMU (TCG)
 #             with the tiny image (DHCP, SLAAC, metadata, floating IP, security groups, SNAT,
 #             tenant isolation, healing, two hosts over VXLAN)
+#   scenario  (root) Tempest's scenarios with run_validation = true on the same cloud (real QEMU,
+#             the tiny image, SSH through floating IPs): test_server_basic_ops,
+#             test_network_basic_ops, test_security_groups_basic_ops, test_network_v6,
+#             test_minimum_basic; concurrency 1 (TCG boots)
 #   compute   Tempest ^tempest.api.compute. on a cloud with the fake hypervisor, then the compute
 #             CLI journey on real QEMU (TCG): create, console, power actions, snapshot, delete
 #   volume    Tempest ^tempest.api.volume. on a cloud with the fake hypervisor, then (root) the
@@ -20,7 +24,7 @@
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-stages=${NUBO_TEST_STAGES:-fast identity image network dataplane compute volume qemu}
+stages=${NUBO_TEST_STAGES:-fast identity image network dataplane scenario compute volume qemu}
 passed=0 failed=0 skipped=0
 log_dir=${NUBO_TEST_LOGS:-$(mktemp -d /tmp/nubo-test.XXXXXX)}
 mkdir -p "$log_dir"
@@ -127,6 +131,31 @@ if want dataplane; then
       --disk-format raw --container-format bare --public tiny >/dev/null
     acceptance dataplane
   fi
+fi
+
+if want scenario; then
+  echo "[test] stage scenario: Tempest scenarios with SSH into guests (real QEMU, TCG, tiny image)"
+  scenario_started=$SECONDS
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "SKIP: the scenario stage needs root (the data plane)"; add_counts 0 0 1
+  else
+    [ -f tools/guest-image/out/tiny.raw ] || tools/guest-image/build.sh > "$log_dir/guest-image-build.txt" 2>&1 \
+      || { tail -20 "$log_dir/guest-image-build.txt"; add_counts 0 1 0; }
+    start_cloud
+    osc=${NUBO_VENV_DIR:-$repo/.venvs}/osc/bin/openstack
+    "$osc" image show tiny >/dev/null 2>&1 || "$osc" image create --file tools/guest-image/out/tiny.raw \
+      --disk-format raw --container-format bare --public tiny >/dev/null
+    # Its own Tempest config: validation on (SSH into every guest through its floating IP).
+    NUBO_TEMPEST_VALIDATION=true scripts/conformance/tempest-conf.sh "$log_dir/tempest-scenario" \
+      > "$log_dir/tempest-conf-scenario.txt" 2>&1 || { tail -20 "$log_dir/tempest-conf-scenario.txt"; add_counts 0 1 0; }
+    TEMPEST_CONCURRENCY=1 scripts/conformance/run-tempest.sh "$log_dir/tempest-scenario" \
+      '^tempest\.scenario\.(test_server_basic_ops|test_network_basic_ops|test_security_groups_basic_ops|test_network_v6|test_minimum_basic)\.' \
+      | tee "$log_dir/tempest-scenario.txt"
+    tp=$(sed -n 's/^ - Passed: //p' "$log_dir/tempest-scenario.txt"); tf=$(sed -n 's/^ - Failed: //p' "$log_dir/tempest-scenario.txt")
+    ts=$(sed -n 's/^ - Skipped: //p' "$log_dir/tempest-scenario.txt")
+    add_counts "${tp:-0}" "${tf:-1}" "${ts:-0}"
+  fi
+  echo "[test] stage scenario: $((SECONDS - scenario_started)) s"
 fi
 stop_cloud
 
