@@ -10,7 +10,7 @@
 #   scenario  (root) Tempest's scenarios with run_validation = true on the same cloud (real QEMU,
 #             the tiny image, SSH through floating IPs): test_server_basic_ops,
 #             test_network_basic_ops, test_security_groups_basic_ops, test_network_v6,
-#             test_minimum_basic; concurrency 1 (TCG boots)
+#             test_minimum_basic; concurrency 1 (TCG boots); ~16 min
 #   compute   Tempest ^tempest.api.compute. on a cloud with the fake hypervisor, then the compute
 #             CLI journey on real QEMU (TCG): create, console, power actions, snapshot, delete
 #   volume    Tempest ^tempest.api.volume. on a cloud with the fake hypervisor, then (root) the
