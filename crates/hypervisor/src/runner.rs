@@ -7,7 +7,8 @@
 //!   reaches it), stdin from `/dev/null`, and stdout + stderr appended to a log file (never a pipe:
 //!   a pipe to a dead agent would kill it with `SIGPIPE` at its next warning). It stays a child
 //!   of the calling process, so the caller can reap it; if the caller dies, it is re-parented
-//!   and keeps running.
+//!   and keeps running. [`launch_detached_in`] starts it inside another network namespace
+//!   (`setns` between fork and exec; the mount namespace, and so every path, stays the caller's).
 //! * [`log_tail`]: what goes into errors about such a process.
 
 use std::ffi::OsStr;
@@ -82,17 +83,51 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    launch_detached_in(program, args, log, None)
+}
+
+/// [`launch_detached`], with the program in the network namespace of the file `netns`
+/// (`/run/netns/NAME`, `/proc/PID/ns/net`) when given: it sees that namespace's interfaces
+/// (QEMU opens its taps there) and nothing else changes. Entering a namespace needs
+/// `CAP_SYS_ADMIN`; a file that is missing or not a network namespace is an error, and no
+/// process is started.
+pub fn launch_detached_in<P, I, S>(
+    program: P,
+    args: I,
+    log: &Path,
+    netns: Option<&Path>,
+) -> Result<Child>
+where
+    P: AsRef<OsStr>,
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     use std::io::Write;
+    use std::os::fd::AsRawFd;
 
     let program = program.as_ref();
     let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
     let line = command_line(program, &args);
+    // Opened here, not in the child (no allocation between fork and exec); close-on-exec, so
+    // the program does not inherit it.
+    let netns_file = match netns {
+        Some(path) => Some(
+            std::fs::File::open(path)
+                .map_err(|e| Error::io("opening network namespace", path, e))?,
+        ),
+        None => None,
+    };
+    let netns_fd = netns_file.as_ref().map(|f| f.as_raw_fd());
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .map_err(|e| Error::io("opening log", log, e))?;
-    writeln!(file, "{LAUNCH_MARK}{line}").map_err(|e| Error::io("writing log", log, e))?;
+    let place = match netns {
+        Some(path) => format!("[netns {}] ", path.display()),
+        None => String::new(),
+    };
+    writeln!(file, "{LAUNCH_MARK}{place}{line}").map_err(|e| Error::io("writing log", log, e))?;
     let stderr = file
         .try_clone()
         .map_err(|e| Error::io("opening log", log, e))?;
@@ -102,19 +137,33 @@ where
         .stdin(Stdio::null())
         .stdout(file)
         .stderr(stderr);
-    // SAFETY: setsid() is async-signal-safe and touches no memory of the parent.
+    // SAFETY: setsid() and setns() are async-signal-safe system calls and touch no memory of
+    // the parent; the namespace's fd stays open in the parent until spawn() returns.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some(fd) = netns_fd {
+                if libc::setns(fd, libc::CLONE_NEWNET) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
     }
     let child = command.spawn().map_err(|source| Error::Spawn {
-        program: program.to_string_lossy().into_owned(),
+        program: match netns {
+            Some(path) => format!(
+                "{} (in network namespace {})",
+                program.to_string_lossy(),
+                path.display()
+            ),
+            None => program.to_string_lossy().into_owned(),
+        },
         source,
     })?;
+    drop(netns_file);
     debug!(pid = child.id(), command = %line, "launched");
     Ok(child)
 }
@@ -214,6 +263,43 @@ mod tests {
         // The session id is the child's own pid: setsid() worked.
         let sid: u32 = tail.lines().last().unwrap().trim().parse().unwrap();
         assert_eq!(sid, pid);
+    }
+
+    #[test]
+    fn detached_in_a_network_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("n.log");
+        // A missing namespace: an error naming it, and nothing started.
+        let missing = Path::new("/run/netns/nubo-no-such-namespace");
+        let error = launch_detached_in("true", ["x"], &log, Some(missing)).unwrap_err();
+        assert!(matches!(error, Error::Io { .. }), "{error}");
+        assert!(
+            error.to_string().contains("nubo-no-such-namespace"),
+            "{error}"
+        );
+        assert!(!log.exists());
+        // Not a namespace file: setns() refuses it (EINVAL, or EPERM without root).
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "").unwrap();
+        let error = launch_detached_in("true", ["x"], &log, Some(&plain)).unwrap_err();
+        assert!(matches!(error, Error::Spawn { .. }), "{error}");
+        assert!(error.to_string().contains("network namespace"), "{error}");
+        // This process's own namespace (no new one made): entered as root, refused (EPERM)
+        // without CAP_SYS_ADMIN.
+        let own = Path::new("/proc/self/ns/net");
+        let ours = std::fs::read_link(own).unwrap();
+        match launch_detached_in("readlink", ["/proc/self/ns/net"], &log, Some(own)) {
+            Ok(mut child) => {
+                assert!(child.wait().unwrap().success());
+                assert_eq!(log_tail(&log, 4096), ours.to_string_lossy());
+                let text = std::fs::read_to_string(&log).unwrap();
+                assert!(
+                    text.contains("[netns /proc/self/ns/net] readlink"),
+                    "{text}"
+                );
+            }
+            Err(error) => assert!(matches!(error, Error::Spawn { .. }), "{error}"),
+        }
     }
 
     #[test]

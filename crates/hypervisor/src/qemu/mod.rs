@@ -20,8 +20,9 @@
 //!
 //! # How QEMU is started, and why it survives the agent
 //!
-//! QEMU is started by [`crate::runner::launch_detached`]: a direct child of the agent, in its own
-//! session (`setsid`), stdin `/dev/null`, stdout/stderr appended to `qemu.log`. Not
+//! QEMU is started by [`crate::runner::launch_detached_in`]: a direct child of the agent, in its
+//! own session (`setsid`), stdin `/dev/null`, stdout/stderr appended to `qemu.log`, and in the
+//! network namespace of [`QemuConfig::netns`] when one is set (taps are looked up there). Not
 //! `-daemonize`: a daemonized QEMU is re-parented to PID 1 at once, and PID 1 on these machines
 //! does not reap orphans, so every VM that ever exited would stay a zombie. As a direct child,
 //! QEMU is reaped by the agent that started it (`waitpid` on its pid when its pidfd turns
@@ -147,6 +148,12 @@ pub struct QemuConfig {
     pub unplug_timeout: Duration,
     /// A console log bigger than this is moved aside when the VM starts.
     pub console_rotate_bytes: u64,
+    /// The network namespace QEMU runs in: a name under `/run/netns` (`ip netns add NAME`) or
+    /// an absolute path to a namespace file; `None` (the default): the agent's own. QEMU opens
+    /// its taps (`-netdev tap,ifname=...` and hot-plugged NICs) in that namespace, so a data
+    /// plane that makes them inside a host namespace (a test's second "host") gets them plugged.
+    /// Files, the QMP socket included, are not affected.
+    pub netns: Option<String>,
 }
 
 impl QemuConfig {
@@ -163,7 +170,19 @@ impl QemuConfig {
             quit_timeout: Duration::from_secs(5),
             unplug_timeout: Duration::from_secs(30),
             console_rotate_bytes: 1 << 20,
+            netns: None,
         }
+    }
+
+    /// The namespace file QEMU enters, if any (see [`QemuConfig::netns`]).
+    pub fn netns_path(&self) -> Option<PathBuf> {
+        self.netns.as_ref().map(|netns| {
+            if netns.starts_with('/') {
+                PathBuf::from(netns)
+            } else {
+                PathBuf::from("/run/netns").join(netns)
+            }
+        })
     }
 }
 
@@ -494,5 +513,20 @@ impl Hypervisor for QemuHypervisor {
         let disk_id = disk_id.to_string();
         self.call(id, |reply| Cmd::ResizeDisk(disk_id, size_bytes, reply))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netns_names_and_paths() {
+        let mut config = QemuConfig::new("/run/nubo/vms");
+        assert_eq!(config.netns_path(), None);
+        config.netns = Some("h1".into());
+        assert_eq!(config.netns_path(), Some(PathBuf::from("/run/netns/h1")));
+        config.netns = Some("/proc/42/ns/net".into());
+        assert_eq!(config.netns_path(), Some(PathBuf::from("/proc/42/ns/net")));
     }
 }

@@ -411,7 +411,13 @@ impl Vm {
             },
         );
         let started = Instant::now();
-        let child = runner::launch_detached(&config.qemu_binary, &args, &self.dir.qemu_log())?;
+        let netns = config.netns_path();
+        let child = runner::launch_detached_in(
+            &config.qemu_binary,
+            &args,
+            &self.dir.qemu_log(),
+            netns.as_deref(),
+        )?;
         let pid = child.id();
         // Reaped by pid (ProcWatch::reap): dropping a std Child neither kills nor waits.
         drop(child);
