@@ -80,6 +80,17 @@ start_cloud() {
     || { tail -20 "$log_dir/tempest-conf.txt"; add_counts 0 1 0; }
 }
 
+# A cloud for the real-QEMU stages: the guest image built when missing, and the public image
+# `tiny` uploaded (a cloud started before the image existed has none).
+start_cloud_with_tiny() {
+  [ -f tools/guest-image/out/tiny.raw ] || tools/guest-image/build.sh > "$log_dir/guest-image-build.txt" 2>&1 \
+    || { tail -20 "$log_dir/guest-image-build.txt"; add_counts 0 1 0; }
+  start_cloud
+  local osc=${NUBO_VENV_DIR:-$repo/.venvs}/osc/bin/openstack
+  "$osc" image show tiny >/dev/null 2>&1 || "$osc" image create --file tools/guest-image/out/tiny.raw \
+    --disk-format raw --container-format bare --public tiny >/dev/null
+}
+
 acceptance() { # name of scripts/acceptance/<name>.sh, extra env assignments...
   local name=$1; shift
   env "$@" "scripts/acceptance/$name.sh" 2>&1 | tee "$log_dir/$name.txt"
@@ -122,13 +133,7 @@ if want dataplane; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "SKIP: the dataplane stage needs root"; add_counts 0 0 1
   else
-    [ -f tools/guest-image/out/tiny.raw ] || tools/guest-image/build.sh > "$log_dir/guest-image-build.txt" 2>&1 \
-      || { tail -20 "$log_dir/guest-image-build.txt"; add_counts 0 1 0; }
-    start_cloud
-    # A cloud started by an earlier stage before the image existed has no `tiny` yet.
-    osc=${NUBO_VENV_DIR:-$repo/.venvs}/osc/bin/openstack
-    "$osc" image show tiny >/dev/null 2>&1 || "$osc" image create --file tools/guest-image/out/tiny.raw \
-      --disk-format raw --container-format bare --public tiny >/dev/null
+    start_cloud_with_tiny
     acceptance dataplane
   fi
 fi
@@ -139,12 +144,7 @@ if want scenario; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "SKIP: the scenario stage needs root (the data plane)"; add_counts 0 0 1
   else
-    [ -f tools/guest-image/out/tiny.raw ] || tools/guest-image/build.sh > "$log_dir/guest-image-build.txt" 2>&1 \
-      || { tail -20 "$log_dir/guest-image-build.txt"; add_counts 0 1 0; }
-    start_cloud
-    osc=${NUBO_VENV_DIR:-$repo/.venvs}/osc/bin/openstack
-    "$osc" image show tiny >/dev/null 2>&1 || "$osc" image create --file tools/guest-image/out/tiny.raw \
-      --disk-format raw --container-format bare --public tiny >/dev/null
+    start_cloud_with_tiny
     # Its own Tempest config: validation on (SSH into every guest through its floating IP).
     NUBO_TEMPEST_VALIDATION=true scripts/conformance/tempest-conf.sh "$log_dir/tempest-scenario" \
       > "$log_dir/tempest-conf-scenario.txt" 2>&1 || { tail -20 "$log_dir/tempest-conf-scenario.txt"; add_counts 0 1 0; }
@@ -174,12 +174,7 @@ if want compute; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "SKIP: the compute CLI journey needs root (tap devices)"; add_counts 0 0 1
   else
-    [ -f tools/guest-image/out/tiny.raw ] || tools/guest-image/build.sh > "$log_dir/guest-image-build.txt" 2>&1 \
-      || { tail -20 "$log_dir/guest-image-build.txt"; add_counts 0 1 0; }
-    start_cloud
-    osc=${NUBO_VENV_DIR:-$repo/.venvs}/osc/bin/openstack
-    "$osc" image show tiny >/dev/null 2>&1 || "$osc" image create --file tools/guest-image/out/tiny.raw \
-      --disk-format raw --container-format bare --public tiny >/dev/null
+    start_cloud_with_tiny
     acceptance compute-cli "NUBO_DATA_DIR=$data"
     stop_cloud
   fi
@@ -197,12 +192,7 @@ if want volume; then
     echo "SKIP: the volume CLI journey needs root (QEMU taps, SSH into guests from the DHCP namespace)"
     add_counts 0 0 1
   else
-    [ -f tools/guest-image/out/tiny.raw ] || tools/guest-image/build.sh > "$log_dir/guest-image-build.txt" 2>&1 \
-      || { tail -20 "$log_dir/guest-image-build.txt"; add_counts 0 1 0; }
-    start_cloud
-    osc=${NUBO_VENV_DIR:-$repo/.venvs}/osc/bin/openstack
-    "$osc" image show tiny >/dev/null 2>&1 || "$osc" image create --file tools/guest-image/out/tiny.raw \
-      --disk-format raw --container-format bare --public tiny >/dev/null
+    start_cloud_with_tiny
     acceptance volume-cli
     # The volume test that must log into its guest (no run_validation guard in Tempest), on QEMU
     # with validation on: rebuild of a volume-backed server (2.93).
