@@ -70,8 +70,10 @@ struct Fields(BTreeMap<String, String>);
 
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().to_string(), format!("{value:?}").trim_matches('"').to_string());
+        self.0.insert(
+            field.name().to_string(),
+            format!("{value:?}").trim_matches('"').to_string(),
+        );
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
@@ -145,7 +147,10 @@ const MARKERS: [(&str, &str); 6] = [
 ];
 
 /// Tails a console log, recording when each marker first appears.
-fn tail_console(path: PathBuf, stop: Arc<std::sync::atomic::AtomicBool>) -> BTreeMap<&'static str, Instant> {
+fn tail_console(
+    path: PathBuf,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> BTreeMap<&'static str, Instant> {
     let mut seen = BTreeMap::new();
     let mut offset = 0usize;
     let mut text = String::new();
@@ -225,7 +230,9 @@ fn pct(mut v: Vec<f64>, p: f64) -> f64 {
 
 pub async fn run(args: BootBench) -> anyhow::Result<()> {
     let capture = Capture::default();
-    let filter = tracing_subscriber::EnvFilter::new("warn,nubo_compute=debug,nubo_blockstore=info,nubo_agent=info,nubo_hypervisor=info");
+    let filter = tracing_subscriber::EnvFilter::new(
+        "warn,nubo_compute=debug,nubo_blockstore=info,nubo_agent=info,nubo_hypervisor=info",
+    );
     let _ = tracing_subscriber::registry()
         .with(capture.clone().with_filter(filter))
         .with(
@@ -246,7 +253,9 @@ pub async fn run(args: BootBench) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let work = tempfile::Builder::new().prefix("nubo-bench-boot").tempdir_in("/tmp")?;
+    let work = tempfile::Builder::new()
+        .prefix("nubo-bench-boot")
+        .tempdir_in("/tmp")?;
     let _lock = match HostLock::acquire(&work.path().join("netplane")) {
         Ok(l) => l,
         Err(e) => {
@@ -282,18 +291,18 @@ pub async fn run(args: BootBench) -> anyhow::Result<()> {
         local_ip: Some("127.0.0.1".parse()?),
         ..nubo_netplane::Config::default()
     });
-    let control = Arc::new(nubo_agent::HttpControlPlane::new(
-        &format!("http://{}", fleet.addr),
-        "fleet-secret",
-    )
-    .map_err(anyhow::Error::msg)?);
+    let control = Arc::new(
+        nubo_agent::HttpControlPlane::new(&format!("http://{}", fleet.addr), "fleet-secret")
+            .map_err(anyhow::Error::msg)?,
+    );
     let mut s = NetplaneSettings::new("bench-0");
     s.metadata_url = format!("http://{}/metadata", fleet.addr);
     let driver = NetplaneDriver::new(s, Arc::new(np.clone()), control);
     let plumbing = Arc::new(NetplaneHost::new(driver, Arc::new(nubo_agent::RealHost)));
     let runtime = work.path().join("vms");
-    let hv = nubo_hypervisor::QemuHypervisor::open(nubo_hypervisor::QemuConfig::new(runtime.clone()))
-        .await?;
+    let hv =
+        nubo_hypervisor::QemuHypervisor::open(nubo_hypervisor::QemuConfig::new(runtime.clone()))
+            .await?;
     let (stop, task) = fleet.start_custom_agent("bench-0", Arc::new(hv), plumbing);
 
     let result = measure(&args, &fleet, &capture, &runtime, &key, &pubkey).await;
@@ -329,11 +338,17 @@ async fn measure(
         .create_security_groups(
             &ctx,
             nubo_network::input::CreateBody::One(
-                json!({"name": "bench"}).as_object().cloned().unwrap_or_default(),
+                json!({"name": "bench"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
             ),
         )
         .await?;
-    let sg_id = sg["security_group"]["id"].as_str().unwrap_or_default().to_string();
+    let sg_id = sg["security_group"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     fleet
         .network
         .create_security_group_rules(
@@ -352,7 +367,10 @@ async fn measure(
     // Warm up: registered, the private network's DHCP server runs.
     let t = Instant::now();
     while !Path::new(&format!("/run/netns/{dhcp_ns}")).exists() {
-        anyhow::ensure!(t.elapsed() < Duration::from_secs(30), "the data plane did not start");
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(30),
+            "the data plane did not start"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -375,7 +393,10 @@ async fn measure(
         "nubo bench boot: {} of {} VMs, tiny image, QEMU TCG, sequential; load average {}",
         samples.len(),
         args.vms,
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!("(a shared, noisy 2-core machine: TCG boot times move with other load)");
     println!("{:<26} {:>9} {:>9}", "phase", "p50 (s)", "p90 (s)");
@@ -387,7 +408,11 @@ async fn measure(
     };
     for (name, from, to) in PHASES {
         let v = phase(from, to);
-        println!("{name:<26} {:>9.3} {:>9.3}", pct(v.clone(), 0.5), pct(v, 0.9));
+        println!(
+            "{name:<26} {:>9.3} {:>9.3}",
+            pct(v.clone(), 0.5),
+            pct(v, 0.9)
+        );
     }
     for (name, from, to) in [
         ("not the guest (POST -> QEMU started)", "post", "qemu"),
@@ -396,7 +421,11 @@ async fn measure(
         ("create -> ssh login done", "post", "login"),
     ] {
         let v = phase(from, to);
-        println!("{name:<38} p50 {:>7.3} s  p90 {:>7.3} s", pct(v.clone(), 0.5), pct(v, 0.9));
+        println!(
+            "{name:<38} p50 {:>7.3} s  p90 {:>7.3} s",
+            pct(v.clone(), 0.5),
+            pct(v, 0.9)
+        );
     }
     Ok(())
 }
@@ -417,10 +446,12 @@ async fn one(
             "POST",
             "/compute/v2.1/servers",
             MEMBER_TOKEN,
-            Some(json!({"server": {"name": format!("boot{i}"), "imageRef": fleet.image_id,
+            Some(
+                json!({"server": {"name": format!("boot{i}"), "imageRef": fleet.image_id,
                 "flavorRef": args.flavor, "key_name": "bench",
                 "security_groups": [{"name": "bench"}],
-                "networks": [{"uuid": fleet.private_network}]}})),
+                "networks": [{"uuid": fleet.private_network}]}}),
+            ),
         )
         .await;
     let accepted = Instant::now();
@@ -458,8 +489,16 @@ async fn one(
                 .args(["netns", "exec", dhcp_ns, "ssh", "-i"])
                 .arg(key)
                 .args([
-                    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                    "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                    "-o",
+                    "UserKnownHostsFile=/dev/null",
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "ConnectTimeout=5",
+                    "-o",
+                    "LogLevel=ERROR",
                 ])
                 .arg(format!("root@{ip}"))
                 .arg("true")
@@ -478,7 +517,12 @@ async fn one(
     stop_tail.store(true, std::sync::atomic::Ordering::Relaxed);
     let markers = tail.join().unwrap_or_default();
     let (_, _) = fleet
-        .call("DELETE", &format!("/compute/v2.1/servers/{id}"), ADMIN_TOKEN, None)
+        .call(
+            "DELETE",
+            &format!("/compute/v2.1/servers/{id}"),
+            ADMIN_TOKEN,
+            None,
+        )
         .await;
     fleet
         .wait_status(&id, &["GONE"], Duration::from_secs(60))
