@@ -460,14 +460,8 @@ impl VolumeService {
             }
             Err(e) => {
                 tracing::warn!(volume_id = %id, error = %e, internal = ?e.internal, "extend failed");
-                let updated = self
-                    .modify_volume(id, |v| {
-                        v.status = "error_extending".into();
-                        Ok(())
-                    })
-                    .await;
-                self.finish_compute_extend(id, false).await;
-                if let Ok(Some(v)) = updated {
+                // The message first: whoever sees `error_extending` can already read why.
+                if let Ok(Some(v)) = self.load_volume(id).await {
                     self.record_message(
                         &v.project_id,
                         request_id,
@@ -478,6 +472,13 @@ impl VolumeService {
                     )
                     .await;
                 }
+                let _ = self
+                    .modify_volume(id, |v| {
+                        v.status = "error_extending".into();
+                        Ok(())
+                    })
+                    .await;
+                self.finish_compute_extend(id, false).await;
             }
         }
     }

@@ -55,6 +55,11 @@ impl VolumeService {
         }
     }
 
+    pub(crate) async fn load_snapshot(&self, id: &str) -> Result<Option<SnapshotRow>> {
+        let mut conn = self.read().await?;
+        store::snapshots::get(&mut conn, id).await
+    }
+
     pub(crate) async fn modify_snapshot<F>(
         &self,
         id: &str,
@@ -235,14 +240,8 @@ impl VolumeService {
             Err(e) => {
                 tracing::warn!(snapshot_id = %id, error = %e, internal = ?e.internal, "snapshot failed, undone");
                 let _ = self.store.delete(&name).await;
-                let updated = self
-                    .modify_snapshot(id, |s| {
-                        s.status = "error".into();
-                        s.store_name = None;
-                        Ok(())
-                    })
-                    .await;
-                if let Ok(Some(s)) = updated {
+                // The message first: whoever sees the status `error` can already read why.
+                if let Ok(Some(s)) = self.load_snapshot(id).await {
                     self.record_message(
                         &s.project_id,
                         request_id,
@@ -253,6 +252,13 @@ impl VolumeService {
                     )
                     .await;
                 }
+                let _ = self
+                    .modify_snapshot(id, |s| {
+                        s.status = "error".into();
+                        s.store_name = None;
+                        Ok(())
+                    })
+                    .await;
             }
         }
     }

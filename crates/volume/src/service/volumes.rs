@@ -538,13 +538,7 @@ impl VolumeService {
                 if let Err(d) = self.store.delete(&name).await {
                     tracing::warn!(volume_id = %id, error = %d, "removing a half-made volume failed");
                 }
-                let _ = self
-                    .modify_volume(id, |v| {
-                        v.status = "error".into();
-                        v.store_name = None;
-                        Ok(())
-                    })
-                    .await;
+                // The message first: whoever sees the status `error` can already read why.
                 if let Some(v) = self.load_volume(id).await.ok().flatten() {
                     let (event, text) = if e.kind == "NoValidBackend" {
                         (
@@ -560,6 +554,13 @@ impl VolumeService {
                     self.record_message(&v.project_id, request_id, "VOLUME", id, event, text)
                         .await;
                 }
+                let _ = self
+                    .modify_volume(id, |v| {
+                        v.status = "error".into();
+                        v.store_name = None;
+                        Ok(())
+                    })
+                    .await;
             }
         }
     }
