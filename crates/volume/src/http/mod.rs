@@ -9,6 +9,7 @@
 
 mod attachments;
 mod groups;
+mod metadata;
 mod misc;
 mod quotas;
 mod snapshots;

@@ -1,16 +1,17 @@
-//! `/v3/snapshots`: create, list (plain and detail), show, update, delete, metadata, and the
-//! snapshot actions (reset status, force delete, status updates).
+//! `/v3/snapshots`: create, list (plain and detail), show, update, delete, metadata (shared with
+//! volumes, in `metadata`), and the snapshot actions (reset status, force delete, status updates).
 
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use http::StatusCode;
-use nubo_common::{Error, Result};
+use nubo_common::Result;
 use serde_json::{json, Value};
 
+use super::metadata;
 use super::{accepted, list_body, status, AppState, JsonBody, ListRequest};
-use crate::service::input;
+use crate::service::metadata::MetadataOwner;
 use crate::service::views::{self, SnapshotShape};
 use crate::service::Ctx;
 
@@ -20,16 +21,7 @@ pub fn routes() -> Router<AppState> {
         .route("/snapshots/detail", get(list_detail))
         .route("/snapshots/{id}", get(show).put(update).delete(delete))
         .route("/snapshots/{id}/action", post(action))
-        .route(
-            "/snapshots/{id}/metadata",
-            get(metadata).post(merge_metadata).put(replace_metadata),
-        )
-        .route(
-            "/snapshots/{id}/metadata/{key}",
-            get(metadata_item)
-                .put(set_metadata_item)
-                .delete(delete_metadata_item),
-        )
+        .merge(metadata::routes("snapshots", MetadataOwner::Snapshot))
 }
 
 async fn create(
@@ -117,78 +109,4 @@ async fn action(
 ) -> Result<Response> {
     s.snapshot_action(&ctx, &id, &body).await?;
     Ok(accepted())
-}
-
-async fn metadata(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Result<Response> {
-    let m = s.snapshot_metadata(&ctx, &id).await?;
-    Ok(status(StatusCode::OK, json!({"metadata": m})))
-}
-
-async fn set_metadata(
-    s: AppState,
-    ctx: Ctx,
-    id: String,
-    body: Value,
-    replace: bool,
-) -> Result<Response> {
-    let meta = body
-        .get("metadata")
-        .ok_or_else(|| Error::bad_request("Malformed request body: 'metadata' is required."))?;
-    let meta = input::metadata("metadata", Some(meta), false)?;
-    let m = s.set_snapshot_metadata(&ctx, &id, meta, replace).await?;
-    Ok(status(StatusCode::OK, json!({"metadata": m})))
-}
-
-async fn merge_metadata(
-    State(s): State<AppState>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody<Value>,
-) -> Result<Response> {
-    set_metadata(s, ctx, id, body, false).await
-}
-
-async fn replace_metadata(
-    State(s): State<AppState>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody<Value>,
-) -> Result<Response> {
-    set_metadata(s, ctx, id, body, true).await
-}
-
-async fn metadata_item(
-    State(s): State<AppState>,
-    ctx: Ctx,
-    Path((id, key)): Path<(String, String)>,
-) -> Result<Response> {
-    let m = s.snapshot_metadata(&ctx, &id).await?;
-    match m.get(&key) {
-        Some(v) => Ok(status(StatusCode::OK, json!({"meta": {key: v}}))),
-        None => Err(Error::not_found(format!(
-            "Snapshot {id} has no metadata with key {key}."
-        ))),
-    }
-}
-
-async fn set_metadata_item(
-    State(s): State<AppState>,
-    ctx: Ctx,
-    Path((id, key)): Path<(String, String)>,
-    JsonBody(body): JsonBody<Value>,
-) -> Result<Response> {
-    let value = input::meta_item(&body, &key)?;
-    let mut one = std::collections::BTreeMap::new();
-    one.insert(key.clone(), value.clone());
-    s.set_snapshot_metadata(&ctx, &id, one, false).await?;
-    Ok(status(StatusCode::OK, json!({"meta": {key: value}})))
-}
-
-async fn delete_metadata_item(
-    State(s): State<AppState>,
-    ctx: Ctx,
-    Path((id, key)): Path<(String, String)>,
-) -> Result<Response> {
-    s.delete_snapshot_metadata(&ctx, &id, &key).await?;
-    Ok(StatusCode::OK.into_response())
 }

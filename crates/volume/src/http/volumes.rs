@@ -1,5 +1,5 @@
 //! `/v3/volumes`: create, list (summary and detail), show, update, delete, summary (3.12),
-//! metadata, and the `/action` verbs.
+//! metadata (shared with snapshots, in `metadata`), and the `/action` verbs.
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -9,9 +9,10 @@ use http::StatusCode;
 use nubo_common::{Error, Result};
 use serde_json::{json, Value};
 
+use super::metadata;
 use super::{accepted, list_body, status, AppState, JsonBody, ListRequest};
 use crate::service::actions::ActionResult;
-use crate::service::input;
+use crate::service::metadata::MetadataOwner;
 use crate::service::query::parse_bool;
 use crate::service::views::VolumeShape;
 use crate::service::volumes::parse_create;
@@ -24,16 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/volumes/summary", get(summary))
         .route("/volumes/{id}", get(show).put(update).delete(delete))
         .route("/volumes/{id}/action", post(action))
-        .route(
-            "/volumes/{id}/metadata",
-            get(metadata).post(merge_metadata).put(replace_metadata),
-        )
-        .route(
-            "/volumes/{id}/metadata/{key}",
-            get(metadata_item)
-                .put(set_metadata_item)
-                .delete(delete_metadata_item),
-        )
+        .merge(metadata::routes("volumes", MetadataOwner::Volume))
 }
 
 async fn create(
@@ -150,78 +142,4 @@ async fn action(
             status(code, v)
         }
     })
-}
-
-async fn metadata(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Result<Response> {
-    let m = s.volume_metadata(&ctx, &id).await?;
-    Ok(status(StatusCode::OK, json!({"metadata": m})))
-}
-
-async fn set_metadata(
-    s: AppState,
-    ctx: Ctx,
-    id: String,
-    body: Value,
-    replace: bool,
-) -> Result<Response> {
-    let meta = body
-        .get("metadata")
-        .ok_or_else(|| Error::bad_request("Malformed request body: 'metadata' is required."))?;
-    let meta = input::metadata("metadata", Some(meta), false)?;
-    let m = s.set_volume_metadata(&ctx, &id, meta, replace).await?;
-    Ok(status(StatusCode::OK, json!({"metadata": m})))
-}
-
-async fn merge_metadata(
-    State(s): State<AppState>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody<Value>,
-) -> Result<Response> {
-    set_metadata(s, ctx, id, body, false).await
-}
-
-async fn replace_metadata(
-    State(s): State<AppState>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody<Value>,
-) -> Result<Response> {
-    set_metadata(s, ctx, id, body, true).await
-}
-
-async fn metadata_item(
-    State(s): State<AppState>,
-    ctx: Ctx,
-    Path((id, key)): Path<(String, String)>,
-) -> Result<Response> {
-    let m = s.volume_metadata(&ctx, &id).await?;
-    match m.get(&key) {
-        Some(v) => Ok(status(StatusCode::OK, json!({"meta": {key: v}}))),
-        None => Err(Error::not_found(format!(
-            "Volume {id} has no metadata with key {key}."
-        ))),
-    }
-}
-
-async fn set_metadata_item(
-    State(s): State<AppState>,
-    ctx: Ctx,
-    Path((id, key)): Path<(String, String)>,
-    JsonBody(body): JsonBody<Value>,
-) -> Result<Response> {
-    let value = input::meta_item(&body, &key)?;
-    let mut one = std::collections::BTreeMap::new();
-    one.insert(key.clone(), value.clone());
-    s.set_volume_metadata(&ctx, &id, one, false).await?;
-    Ok(status(StatusCode::OK, json!({"meta": {key: value}})))
-}
-
-async fn delete_metadata_item(
-    State(s): State<AppState>,
-    ctx: Ctx,
-    Path((id, key)): Path<(String, String)>,
-) -> Result<Response> {
-    s.delete_volume_metadata(&ctx, &id, &key).await?;
-    Ok(StatusCode::OK.into_response())
 }

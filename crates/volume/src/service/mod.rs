@@ -2,8 +2,8 @@
 //! authorization (Cinder's default policy: project members act on their project's volumes,
 //! readers look, admins do everything and see every project; another project's resource is a
 //! 404), validation and orchestration. One file per resource: `volumes` (create with undo,
-//! delete, list, show, update, metadata), `actions` (the `/action` verbs), `snapshots`,
-//! `types` (volume types, extra specs, access, default types, QoS specs), `attachments`
+//! delete, list, show, update), `metadata` (of volumes and snapshots), `actions` (the
+//! `/action` verbs), `snapshots`, `types` (volume types, extra specs, access, default types, QoS specs), `attachments`
 //! (Cinder's 3.27+ API), `compute` (what Compute calls in process), `quotas`, `groups`,
 //! `transfers`, `misc` (availability zones, services, hosts, pools, messages...), `query`
 //! (filters, sorting, pagination), `views` (wire shapes per microversion), `copy` (exporting
@@ -38,6 +38,7 @@ pub mod compute;
 pub mod copy;
 pub mod groups;
 pub mod input;
+pub mod metadata;
 pub mod misc;
 pub mod query;
 pub mod quotas;

@@ -471,49 +471,6 @@ impl VolumeService {
         .ok_or_else(|| snapshot_not_found(id))
     }
 
-    pub async fn snapshot_metadata(&self, ctx: &Ctx, id: &str) -> Result<BTreeMap<String, String>> {
-        Ok(self.visible_snapshot(ctx, id).await?.metadata)
-    }
-
-    pub async fn set_snapshot_metadata(
-        &self,
-        ctx: &Ctx,
-        id: &str,
-        meta: BTreeMap<String, String>,
-        replace: bool,
-    ) -> Result<BTreeMap<String, String>> {
-        self.visible_snapshot(ctx, id).await?;
-        require_member(ctx, "volume:update_snapshot_metadata")?;
-        let row = self
-            .modify_snapshot(id, |s| {
-                if replace {
-                    s.metadata = meta;
-                } else {
-                    s.metadata.extend(meta);
-                }
-                Ok(())
-            })
-            .await?
-            .ok_or_else(|| snapshot_not_found(id))?;
-        Ok(row.metadata)
-    }
-
-    pub async fn delete_snapshot_metadata(&self, ctx: &Ctx, id: &str, key: &str) -> Result<()> {
-        let s = self.visible_snapshot(ctx, id).await?;
-        require_member(ctx, "volume:delete_snapshot_metadata")?;
-        if !s.metadata.contains_key(key) {
-            return Err(Error::not_found(format!(
-                "Snapshot {id} has no metadata with key {key}."
-            )));
-        }
-        self.modify_snapshot(id, |s| {
-            s.metadata.remove(key);
-            Ok(())
-        })
-        .await?;
-        Ok(())
-    }
-
     /// `POST /snapshots/{id}/action`.
     pub async fn snapshot_action(
         self: &Arc<Self>,

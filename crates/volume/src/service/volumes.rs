@@ -938,58 +938,6 @@ impl VolumeService {
         .await?
         .ok_or_else(|| volume_not_found(id))
     }
-
-    // ----- metadata -----
-
-    pub async fn volume_metadata(&self, ctx: &Ctx, id: &str) -> Result<BTreeMap<String, String>> {
-        Ok(self.visible_volume(ctx, id).await?.metadata)
-    }
-
-    /// Replaces (`replace`) or merges metadata; returns the resulting map.
-    pub async fn set_volume_metadata(
-        &self,
-        ctx: &Ctx,
-        id: &str,
-        meta: BTreeMap<String, String>,
-        replace: bool,
-    ) -> Result<BTreeMap<String, String>> {
-        let v = self.visible_volume(ctx, id).await?;
-        require_member(ctx, "volume:update_volume_metadata")?;
-        if v.status == "maintenance" || v.status == "uploading" {
-            return Err(invalid_volume(format!(
-                "Volume {id} is {}: its metadata cannot change now.",
-                v.status
-            )));
-        }
-        let row = self
-            .modify_volume(id, |v| {
-                if replace {
-                    v.metadata = meta;
-                } else {
-                    v.metadata.extend(meta);
-                }
-                Ok(())
-            })
-            .await?
-            .ok_or_else(|| volume_not_found(id))?;
-        Ok(row.metadata)
-    }
-
-    pub async fn delete_volume_metadata(&self, ctx: &Ctx, id: &str, key: &str) -> Result<()> {
-        let v = self.visible_volume(ctx, id).await?;
-        require_member(ctx, "volume:delete_volume_metadata")?;
-        if !v.metadata.contains_key(key) {
-            return Err(Error::not_found(format!(
-                "Volume {id} has no metadata with key {key}."
-            )));
-        }
-        self.modify_volume(id, |v| {
-            v.metadata.remove(key);
-            Ok(())
-        })
-        .await?;
-        Ok(())
-    }
 }
 
 /// A volume field as a filter compares it.
