@@ -4,6 +4,7 @@
 //! (`/compute`, `/internal`) on a loopback port with static tokens, and N agents, each with its
 //! own [`FakeHypervisor`] and [`FakeHost`], talking to the API over the real internal HTTP API.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,10 @@ use nubo_image::{ImageService, ImageSettings};
 use nubo_network::{NetworkService, NetworkSettings};
 use serde_json::{json, Value};
 use tokio::sync::watch;
+
+/// How long a test waits for the cloud to converge before it calls it hung. Generous on
+/// purpose: CI machines are shared and slow, and no test may fail on timing.
+pub const HANG_LIMIT: Duration = Duration::from_secs(600);
 
 use crate::{Agent, AgentSettings, FakeHost, HttpControlPlane};
 
@@ -82,7 +87,6 @@ impl Default for FleetSpec {
             quota_instances: -1,
             quota_cores: -1,
             quota_ram: -1,
-            build_timeout: 20,
             ..ComputeConfig::default()
         };
         FleetSpec {
@@ -304,7 +308,8 @@ impl Fleet {
 
     /// Waits until every node registered.
     pub async fn wait_registered(&self) {
-        for _ in 0..500 {
+        let deadline = tokio::time::Instant::now() + HANG_LIMIT;
+        while tokio::time::Instant::now() < deadline {
             let (_, v) = self
                 .call("GET", "/compute/v2.1/os-hypervisors", ADMIN_TOKEN, None)
                 .await;
@@ -397,9 +402,11 @@ impl Fleet {
         }
     }
 
-    /// Polls a server every 5 ms until its status is one of `statuses` (or it is gone: "GONE").
-    pub async fn wait_status(&self, id: &str, statuses: &[&str], timeout: Duration) -> String {
-        let deadline = tokio::time::Instant::now() + timeout;
+    /// Polls a server every 50 ms until its status is one of `statuses` (or it is gone: "GONE").
+    /// Gives up after [`HANG_LIMIT`] and returns the status it last saw: the limit only tells
+    /// a hung test from a slow machine, it is not a speed test.
+    pub async fn wait_status(&self, id: &str, statuses: &[&str]) -> String {
+        let deadline = tokio::time::Instant::now() + HANG_LIMIT;
         loop {
             let (code, v) = self
                 .call(
@@ -417,7 +424,46 @@ impl Fleet {
             if statuses.contains(&status.as_str()) || tokio::time::Instant::now() >= deadline {
                 return status;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// [`Self::wait_status`] for many servers with one list call per round (200 pollers of
+    /// their own would be most of the API's load): each server's last status, "GONE" when
+    /// it is not listed.
+    pub async fn wait_all_status(
+        &self,
+        ids: &[String],
+        statuses: &[&str],
+    ) -> HashMap<String, String> {
+        let deadline = tokio::time::Instant::now() + HANG_LIMIT;
+        loop {
+            let (_, v) = self
+                .call(
+                    "GET",
+                    "/compute/v2.1/servers/detail?all_tenants=1",
+                    ADMIN_TOKEN,
+                    None,
+                )
+                .await;
+            let listed: HashMap<&str, &str> = v["servers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| Some((s["id"].as_str()?, s["status"].as_str()?)))
+                .collect();
+            let now: HashMap<String, String> = ids
+                .iter()
+                .map(|id| {
+                    let status = listed.get(id.as_str()).copied().unwrap_or("GONE");
+                    (id.clone(), status.to_string())
+                })
+                .collect();
+            let done = now.values().all(|s| statuses.contains(&s.as_str()));
+            if done || tokio::time::Instant::now() >= deadline {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 

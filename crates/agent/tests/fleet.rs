@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nubo_agent::testing::{Fleet, FleetSpec, ADMIN_TOKEN, MEMBER_TOKEN, OTHER_TOKEN};
+use nubo_agent::testing::{Fleet, FleetSpec, ADMIN_TOKEN, HANG_LIMIT, MEMBER_TOKEN, OTHER_TOKEN};
 use nubo_blockstore::{BlockStore, Op};
 use nubo_compute::service::BuildStep;
 use nubo_hypervisor::Hypervisor;
@@ -95,21 +95,18 @@ async fn two_hundred_servers_on_twenty_hosts() {
         let f = fleet.clone();
         tasks.push(tokio::spawn(async move {
             // m1.tiny: 512 MiB; a host holds 4096 * 1.5 / 512 = 12 of them.
-            let id = f
-                .create_server(&format!("s{i}"), "3")
+            f.create_server(&format!("s{i}"), "3")
                 .await
-                .expect("create accepted");
-            let status = f
-                .wait_status(&id, &["ACTIVE", "ERROR"], Duration::from_secs(60))
-                .await;
-            (id, status)
+                .expect("create accepted")
         }));
     }
     let mut ids = Vec::new();
     for t in tasks {
-        let (id, status) = t.await.unwrap();
-        assert_eq!(status, "ACTIVE", "server {id}");
-        ids.push(id);
+        ids.push(t.await.unwrap());
+    }
+    let statuses = fleet.wait_all_status(&ids, &["ACTIVE", "ERROR"]).await;
+    for id in &ids {
+        assert_eq!(statuses[id], "ACTIVE", "server {id}");
     }
     eprintln!(
         "200 servers ACTIVE on 20 fake hosts in {:?}",
@@ -159,11 +156,14 @@ async fn two_hundred_servers_on_twenty_hosts() {
                 )
                 .await;
             assert_eq!(code, 204);
-            f.wait_status(&id, &["GONE"], Duration::from_secs(60)).await
         }));
     }
     for t in tasks {
-        assert_eq!(t.await.unwrap(), "GONE");
+        t.await.unwrap();
+    }
+    let statuses = fleet.wait_all_status(&ids, &["GONE"]).await;
+    for id in &ids {
+        assert_eq!(statuses[id], "GONE", "server {id}");
     }
     assert_eq!(fleet.server_rows().await, rows_before);
     assert_eq!(fleet.server_ports().await, ports_before);
@@ -225,9 +225,7 @@ async fn a_failure_at_every_create_step_leaves_nothing_behind() {
     for (name, inject) in steps {
         inject(&fleet);
         let id = fleet.create_server(name, "1").await.expect("accepted");
-        let status = fleet
-            .wait_status(&id, &["ERROR", "ACTIVE"], Duration::from_secs(30))
-            .await;
+        let status = fleet.wait_status(&id, &["ERROR", "ACTIVE"]).await;
         assert_eq!(status, "ERROR", "step {name}");
         let (_, v) = fleet
             .call(
@@ -251,7 +249,11 @@ async fn a_failure_at_every_create_step_leaves_nothing_behind() {
             0,
             "step {name}: disk left"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The agent removes what a failed spawn left after it reports: wait for it.
+        let deadline = Instant::now() + HANG_LIMIT;
+        while vms_left(&fleet).await > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert_eq!(vms_left(&fleet).await, 0, "step {name}: VM left");
         assert_eq!(claimed(&fleet).await, (0, 0), "step {name}: claim left");
         assert_eq!(
@@ -268,12 +270,7 @@ async fn a_failure_at_every_create_step_leaves_nothing_behind() {
             )
             .await;
         assert_eq!(code, 204);
-        assert_eq!(
-            fleet
-                .wait_status(&id, &["GONE"], Duration::from_secs(10))
-                .await,
-            "GONE"
-        );
+        assert_eq!(fleet.wait_status(&id, &["GONE"]).await, "GONE");
         for n in &fleet.nodes {
             n.hv.fail_next_spawns(0);
         }
@@ -284,12 +281,7 @@ async fn a_failure_at_every_create_step_leaves_nothing_behind() {
     // A spawn that fails once is retried on the other host.
     fleet.nodes[0].hv.fail_next_spawns(1);
     let id = fleet.create_server("retried", "1").await.unwrap();
-    assert_eq!(
-        fleet
-            .wait_status(&id, &["ACTIVE", "ERROR"], Duration::from_secs(30))
-            .await,
-        "ACTIVE"
-    );
+    assert_eq!(fleet.wait_status(&id, &["ACTIVE", "ERROR"]).await, "ACTIVE");
     let (_, v) = fleet
         .call(
             "GET",
@@ -311,12 +303,7 @@ async fn power_actions_and_agent_restart() {
     let mut fleet = Fleet::start(FleetSpec::default()).await;
     fleet.wait_registered().await;
     let id = fleet.create_server("vm1", "1").await.unwrap();
-    assert_eq!(
-        fleet
-            .wait_status(&id, &["ACTIVE"], Duration::from_secs(10))
-            .await,
-        "ACTIVE"
-    );
+    assert_eq!(fleet.wait_status(&id, &["ACTIVE"]).await, "ACTIVE");
     let act = |body: serde_json::Value| {
         let f = &fleet;
         let id = id.clone();
@@ -344,13 +331,7 @@ async fn power_actions_and_agent_restart() {
         (json!({"reboot": {"type": "SOFT"}}), "ACTIVE"),
     ] {
         act(body.clone()).await;
-        assert_eq!(
-            fleet
-                .wait_status(&id, &[want], Duration::from_secs(10))
-                .await,
-            want,
-            "{body}"
-        );
+        assert_eq!(fleet.wait_status(&id, &[want]).await, want, "{body}");
     }
     let v = act(json!({"os-getConsoleOutput": {"length": 5}})).await;
     assert!(v["output"].as_str().unwrap().contains("nubo-guest"), "{v}");
@@ -381,18 +362,8 @@ async fn power_actions_and_agent_restart() {
     assert_eq!(code, 204);
     let node = fleet.start_agent(&name, hv.clone(), host).await;
     fleet.nodes.push(node);
-    assert_eq!(
-        fleet
-            .wait_status(&id, &["GONE"], Duration::from_secs(15))
-            .await,
-        "GONE"
-    );
-    assert_eq!(
-        fleet
-            .wait_status(&gone, &["ACTIVE"], Duration::from_secs(15))
-            .await,
-        "ACTIVE"
-    );
+    assert_eq!(fleet.wait_status(&id, &["GONE"]).await, "GONE");
+    assert_eq!(fleet.wait_status(&gone, &["ACTIVE"]).await, "ACTIVE");
     assert_eq!(hv.spawn_count(), spawns + 1);
     assert_eq!(hv.list().await.unwrap().len(), 1);
     fleet.stop().await;
@@ -403,12 +374,7 @@ async fn tenancy_and_admin_only_endpoints() {
     let fleet = Fleet::start(FleetSpec::default()).await;
     fleet.wait_registered().await;
     let id = fleet.create_server("mine", "1").await.unwrap();
-    assert_eq!(
-        fleet
-            .wait_status(&id, &["ACTIVE"], Duration::from_secs(10))
-            .await,
-        "ACTIVE"
-    );
+    assert_eq!(fleet.wait_status(&id, &["ACTIVE"]).await, "ACTIVE");
     let s = format!("/compute/v2.1/servers/{id}");
     // Another project's server is a 404 everywhere.
     let per_server: Vec<(&str, String, Option<serde_json::Value>)> = vec![

@@ -2,8 +2,6 @@
 //! `openstack/<version>/password` (a second POST is 409), read and cleared by the owner with
 //! os-server-password; the EC2 `public-ipv4` is the server's floating IP.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -43,12 +41,7 @@ async fn the_guest_posts_its_password_once() {
     })
     .await;
     let id = fleet.create_server("pw", "1").await.unwrap();
-    assert_eq!(
-        fleet
-            .wait_status(&id, &["ACTIVE"], Duration::from_secs(20))
-            .await,
-        "ACTIVE"
-    );
+    assert_eq!(fleet.wait_status(&id, &["ACTIVE"]).await, "ACTIVE");
     let pw = format!("/compute/v2.1/servers/{id}/os-server-password");
 
     let (st, v) = fleet.call("GET", &pw, MEMBER_TOKEN, None).await;

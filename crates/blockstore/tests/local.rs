@@ -221,7 +221,8 @@ impl Holder {
             .spawn()
             .ok()?;
         let holder = Holder(child);
-        for _ in 0..100 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
             if socket.exists() {
                 return Some(holder);
             }

@@ -524,9 +524,7 @@ async fn one(
             None,
         )
         .await;
-    fleet
-        .wait_status(&id, &["GONE"], Duration::from_secs(60))
-        .await;
+    fleet.wait_status(&id, &["GONE"]).await;
     let (port, banner, login) = result?;
 
     let at = |t: Instant| t.duration_since(t0).as_secs_f64();

@@ -76,9 +76,7 @@ async fn delete_all(fleet: &Fleet, ids: &[String]) {
             .await;
     }
     for id in ids {
-        fleet
-            .wait_status(id, &["GONE"], Duration::from_secs(120))
-            .await;
+        fleet.wait_status(id, &["GONE"]).await;
     }
 }
 
@@ -141,9 +139,7 @@ pub async fn run(args: ServerBench) -> anyhow::Result<()> {
         }
     }
     for id in &ids {
-        fleet
-            .wait_status(id, &["ACTIVE"], Duration::from_secs(120))
-            .await;
+        fleet.wait_status(id, &["ACTIVE"]).await;
     }
     let mut times = Vec::new();
     let mut count = 0;

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::Router;
@@ -18,6 +18,10 @@ use nubo_image::{ImageService, ImageSettings};
 use nubo_volume::{StreamExporter, VolumeService, VolumeSettings};
 use serde_json::{json, Value};
 use tower::ServiceExt;
+
+/// How long a test waits for a status before it calls the service hung: generous, because
+/// CI machines are shared and slow, and no test may fail on timing.
+pub const HANG_LIMIT: Duration = Duration::from_secs(600);
 
 pub struct Api {
     pub router: Router,
@@ -151,9 +155,10 @@ impl Api {
         self.wait_volume(token, &id, "available").await
     }
 
-    /// Polls a volume until its status is `status` (panics after 10 s).
+    /// Polls a volume until its status is `status` (panics after [`HANG_LIMIT`]).
     pub async fn wait_volume(&self, token: &str, id: &str, status: &str) -> Value {
-        for _ in 0..1000 {
+        let deadline = Instant::now() + HANG_LIMIT;
+        while Instant::now() < deadline {
             let (code, body) = self.get(token, &format!("/volumes/{id}")).await;
             assert_eq!(code, StatusCode::OK, "show volume {id}: {body}");
             if body["volume"]["status"] == status {
@@ -174,7 +179,8 @@ impl Api {
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "create snapshot: {body}");
         let id = body["snapshot"]["id"].as_str().unwrap().to_string();
-        for _ in 0..1000 {
+        let deadline = Instant::now() + HANG_LIMIT;
+        while Instant::now() < deadline {
             let (_, b) = self.get(token, &format!("/snapshots/{id}")).await;
             if b["snapshot"]["status"] == "available" {
                 return b["snapshot"].clone();
@@ -186,7 +192,8 @@ impl Api {
 
     /// Waits until a resource is gone (404).
     pub async fn wait_gone(&self, token: &str, path: &str) {
-        for _ in 0..1000 {
+        let deadline = Instant::now() + HANG_LIMIT;
+        while Instant::now() < deadline {
             let (code, _) = self.get(token, path).await;
             if code == StatusCode::NOT_FOUND {
                 return;
