@@ -13,6 +13,9 @@
 #   - `volume snapshot create`, `volume create --snapshot` (OSC 10.5 drops --force when the cloud
 #     offers 3.66, yet sends the create at 3.65, so the snapshot is taken detached);
 #   - `server create --volume` (boot from volume): ACTIVE and the guest boots (console marker);
+#   - `server image create` of that volume-backed server (a snapshot of its volume and an image
+#     that maps it), then `server create --image` of that image: a new volume from the
+#     snapshot, and the file the first server wrote is on it;
 #   - `volume set --size 2` (offline extend), `image create --volume` (upload to an image);
 #   - deleting it all leaves no volume, snapshot or server.
 # Prints one line per check and ends with "volume-cli: N passed, N failed".
@@ -68,13 +71,16 @@ gssh() { local ip=$1; shift; timeout 60 ip netns exec "$ns" ssh "${sshopts[@]}" 
 addr_of() { field server show -f value -c addresses "$1" | grep -oE '[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+' | head -1; }
 disks_of() { gssh "$1" 'ls /sys/block | grep "^vd" | tr "\n" " "'; }
 
-kp=vol-key-$s sg=vol-sg-$s vm1=vol-vm1-$s vm2=vol-vm2-$s vm3=vol-bfv-$s
+kp=vol-key-$s sg=vol-sg-$s vm1=vol-vm1-$s vm2=vol-vm2-$s vm3=vol-bfv-$s vm4=vol-fromimg-$s
 boot=vol-boot-$s data=vol-data-$s snap=vol-snap-$s fromsnap=vol-fromsnap-$s img=vol-img-$s
+bfvimg=vol-bfvimg-$s vm4vol=
 cleanup() {
   set +e
   say "cleanup"
-  for vm in "$vm1" "$vm2" "$vm3"; do "$osc" server delete --wait "$vm" >/dev/null 2>&1; done
-  "$osc" volume snapshot delete "$snap" >/dev/null 2>&1
+  for vm in "$vm1" "$vm2" "$vm3" "$vm4"; do "$osc" server delete --wait "$vm" >/dev/null 2>&1; done
+  [ -n "$vm4vol" ] && "$osc" volume delete "$vm4vol" >/dev/null 2>&1 && sleep 2
+  "$osc" volume snapshot delete "$snap" "snapshot for $bfvimg" >/dev/null 2>&1
+  "$osc" image delete "$bfvimg" >/dev/null 2>&1
   for v in "$fromsnap" "$data" "$boot"; do
     for _ in $(seq 1 30); do
       "$osc" volume show "$v" >/dev/null 2>&1 || break
@@ -196,6 +202,25 @@ check "... the guest boots (console ready marker)" within "$boot_timeout" bash -
 ip3=$(addr_of "$vm3")
 check "... and answers SSH" within "$boot_timeout" gssh "$ip3" true
 
+say "snapshot of the volume-backed server, and a server booted from it"
+# /disk is the boot disk's partition in the guest (the OS runs from its initramfs). A snapshot
+# of an in-use volume holds what the guest has flushed to its disk: `sync FILE` fsyncs it (vfat's
+# fsync flushes the disk's write cache; a bare `sync` on vfat does not).
+check "guest: $vm3 writes a file on its boot volume and flushes it" gssh "$ip3" "echo bfv-$s > /disk/bfv-marker && sync /disk/bfv-marker"
+check "server image create --wait $vm3 (volume-backed)" "$osc" server image create --name "$bfvimg" --wait "$vm3"
+check "... the image is active, size 0, and maps a snapshot" bash -c "
+  out=\$('$osc' image show -f json $bfvimg); grep -q '\"status\": \"active\"' <<<\"\$out\" &&
+  grep -q '\"size\": 0' <<<\"\$out\" && grep -q 'block_device_mapping' <<<\"\$out\""
+check "... Block Storage has 'snapshot for $bfvimg', available" within 120 bash -c "[ \"\$('$osc' volume snapshot show -f value -c status 'snapshot for $bfvimg')\" = available ]"
+check "... $vm3 still ACTIVE" bash -c "[ \"\$('$osc' server show -f value -c status $vm3)\" = ACTIVE ]"
+check "server create --image $bfvimg --wait $vm4" "$osc" server create --image "$bfvimg" --flavor "$flavor" \
+  --network private --key-name "$kp" --security-group "$sg" --wait "$vm4"
+vm4vol=$(field server show -f json -c volumes_attached "$vm4" | grep -oE '[0-9a-f]{8}-[0-9a-f-]{27}' | head -1)
+check "... it boots from a new volume ($vm4vol)" bash -c "[ -n '$vm4vol' ] && [ '$vm4vol' != \"\$('$osc' volume show -f value -c id $boot)\" ]"
+ip4=$(addr_of "$vm4")
+marker_on() { [ "$(gssh "$1" cat /disk/bfv-marker 2>&1)" = "bfv-$s" ]; }
+check "... and the file $vm3 wrote is on it" within "$boot_timeout" marker_on "$ip4"
+
 say "extend, upload"
 check "volume set --size 2 $fromsnap" "$osc" volume set --size 2 "$fromsnap"
 check "... 2 GiB, available" within 60 bash -c "[ \"\$('$osc' volume show -f value -c size $fromsnap)\" = 2 ] && [ \"\$('$osc' volume show -f value -c status $fromsnap)\" = available ]"
@@ -205,8 +230,14 @@ check "... volume available again" within 60 vol_status "$fromsnap" available
 
 say "delete"
 check "a volume in use cannot be deleted ($boot)" bash -c "! '$osc' volume delete $boot 2>/dev/null"
-check "server delete --wait (3 servers)" "$osc" server delete --wait "$vm1" "$vm2" "$vm3"
+check "server delete --wait (4 servers)" "$osc" server delete --wait "$vm1" "$vm2" "$vm3" "$vm4"
 check "$boot is available again (its server is gone)" within 60 vol_status "$boot" available
+check "$vm4's volume is available again; delete it" bash -c "
+  for i in \$(seq 60); do [ \"\$('$osc' volume show -f value -c status $vm4vol)\" = available ] && break; sleep 1; done
+  '$osc' volume delete $vm4vol"
+check "volume snapshot delete 'snapshot for $bfvimg', image delete $bfvimg" bash -c "
+  for i in \$(seq 60); do '$osc' volume show $vm4vol >/dev/null 2>&1 || break; sleep 1; done
+  '$osc' volume snapshot delete 'snapshot for $bfvimg' && '$osc' image delete $bfvimg"
 check "a volume with a snapshot cannot be deleted" bash -c "! '$osc' volume delete $data 2>/dev/null"
 check "volume snapshot delete" "$osc" volume snapshot delete "$snap"
 check "volume delete (3 volumes)" "$osc" volume delete "$fromsnap" "$data" "$boot"

@@ -521,6 +521,18 @@ impl ComputeService {
         {
             return Err(conflict_state(id, action, row));
         }
+        if let Ok(volume) = self.volume_service() {
+            if volume.boot_volume_of(id).await?.is_some() {
+                if backup.is_some() {
+                    return Err(Error::bad_request(
+                        "Backup is not supported for volume-backed instances.",
+                    ));
+                }
+                return self
+                    .snapshot_volume_backed(caller, row, &volume, name, properties, request_id)
+                    .await;
+            }
+        }
         let (Some(host), Some(disk)) = (row.host.clone(), row.disk_name.clone()) else {
             return Err(conflict_state(id, action, row));
         };
@@ -591,6 +603,130 @@ impl ComputeService {
                     .await;
             }
         });
+        Ok(image_id)
+    }
+
+    /// createImage of a volume-backed server, as Nova does it: a (forced) Block Storage
+    /// snapshot of every volume the server has, and an active image with no data (size 0)
+    /// whose `block_device_mapping` property names those snapshots. Booting that image makes
+    /// new volumes from them (see `image_defined_volumes`). The VM keeps running; a snapshot
+    /// of an in-use volume is a copy of its data at that moment (crash-consistent, as Nova's
+    /// without a guest agent to quiesce it).
+    async fn snapshot_volume_backed(
+        self: &Arc<Self>,
+        caller: &Caller,
+        row: &ServerRow,
+        volume: &Arc<nubo_volume::VolumeService>,
+        name: String,
+        properties: BTreeMap<String, String>,
+        request_id: &str,
+    ) -> Result<String> {
+        let id = row.id.as_str();
+        let mut mapping = Vec::new();
+        let mut taken: Vec<String> = Vec::new();
+        let mut base_image = None;
+        let mut failure = None;
+        for a in volume.server_attachments(id).await? {
+            let request = json!({"snapshot": {
+                "volume_id": a.volume_id,
+                "force": true,
+                "display_name": format!("snapshot for {name}"),
+            }});
+            match volume.proxy_create_snapshot(caller, &request).await {
+                Ok(snap) => {
+                    let snapshot_id = snap["id"].as_str().unwrap_or_default().to_string();
+                    taken.push(snapshot_id.clone());
+                    if a.boot_index == Some(0) {
+                        base_image = volume
+                            .boot_volume_of(id)
+                            .await
+                            .ok()
+                            .flatten()
+                            .and_then(|(_, image)| image);
+                    }
+                    mapping.push(json!({
+                        "source_type": "snapshot",
+                        "destination_type": "volume",
+                        "snapshot_id": snapshot_id,
+                        "volume_size": snap["size"],
+                        "boot_index": a.boot_index,
+                        "delete_on_termination": a.delete_on_termination,
+                        "device_name": a.device,
+                        "tag": a.tag,
+                        "device_type": "disk",
+                        "disk_bus": null,
+                        "guest_format": null,
+                        "no_device": null,
+                        "volume_id": null,
+                        "image_id": null,
+                    }));
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let image = match failure {
+            Some(e) => Err(e),
+            None => {
+                let mut record = serde_json::Map::new();
+                record.insert("name".into(), json!(name));
+                record.insert("disk_format".into(), json!("raw"));
+                record.insert("container_format".into(), json!("bare"));
+                record.insert("visibility".into(), json!("private"));
+                record.insert("image_type".into(), json!("snapshot"));
+                record.insert("instance_uuid".into(), json!(id));
+                if let Some(base) = base_image {
+                    record.insert("base_image_ref".into(), json!(base));
+                }
+                record.insert("root_device_name".into(), json!("/dev/vda"));
+                record.insert("bdm_v2".into(), json!("True"));
+                record.insert(
+                    "block_device_mapping".into(),
+                    json!(Value::Array(mapping).to_string()),
+                );
+                for (k, v) in &properties {
+                    record.insert(k.clone(), json!(v));
+                }
+                self.activate_empty_image(caller, Value::Object(record))
+                    .await
+            }
+        };
+        let image_id = match image {
+            Ok(image_id) => image_id,
+            Err(e) => {
+                // Nothing half-made stays: the snapshots already taken go.
+                for snapshot in &taken {
+                    if let Err(d) = volume.proxy_delete_snapshot(caller, snapshot).await {
+                        tracing::warn!(server_id = %id, snapshot_id = %snapshot, error = %d, "removing a snapshot of a failed createImage failed");
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let mut tx = self.write().await?;
+        self.record_action(&mut tx, caller, row, "createImage", request_id)
+            .await?;
+        store::actions::finish(&mut tx, id, "Success", None, None, &now()).await?;
+        tx.commit().await?;
+        Ok(image_id)
+    }
+
+    /// An image with no data made active (Nova's zero-size images of volume-backed
+    /// snapshots); deleted again when it cannot be activated.
+    async fn activate_empty_image(&self, caller: &Caller, record: Value) -> Result<String> {
+        let image = self.image.create_image(caller, record).await?;
+        let image_id = image.id.to_string();
+        let empty: nubo_blockstore::ByteStream = Box::pin(futures::stream::empty());
+        if let Err(e) = self
+            .image
+            .upload_image(caller, &image_id, Some(0), empty)
+            .await
+        {
+            let _ = self.image.delete_image(caller, &image_id).await;
+            return Err(e);
+        }
         Ok(image_id)
     }
 

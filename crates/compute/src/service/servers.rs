@@ -673,6 +673,15 @@ impl ComputeService {
                 req.flavor_id
             )));
         }
+        // An image whose properties map volumes (a volume-backed server's snapshot) boots
+        // from new volumes made as it says, as in Nova.
+        let mut req = req;
+        if !req.image_id.is_empty()
+            && !super::volume_attachments::boots_from_volume(&req.block_devices)
+        {
+            let mapped = self.image_defined_volumes(caller, &req.image_id).await?;
+            req.block_devices.extend(mapped);
+        }
         // The image (none when the server boots from a volume: block storage, issue 7).
         let boot = if super::volume_attachments::boots_from_volume(&req.block_devices) {
             None
@@ -1050,6 +1059,57 @@ impl ComputeService {
             Some(&last_reason),
         )
         .await
+    }
+
+    /// The volumes an image's `block_device_mapping` property (with `bdm_v2`) asks for, as
+    /// `block_device_mapping_v2` entries; none for an ordinary image (or one the caller cannot
+    /// see: the boot step says so in its own words).
+    async fn image_defined_volumes(
+        &self,
+        caller: &Caller,
+        image_id: &str,
+    ) -> Result<Vec<nubo_volume::BootVolumeRequest>> {
+        let Ok(image) = self.image.get_image(caller, image_id).await else {
+            return Ok(Vec::new());
+        };
+        let v2 = image
+            .properties
+            .get("bdm_v2")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let Some(text) = image.properties.get("block_device_mapping").filter(|_| v2) else {
+            return Ok(Vec::new());
+        };
+        let entries: Vec<Value> = serde_json::from_str(text).map_err(|_| {
+            Error::bad_request(format!(
+                "Block Device Mapping is Invalid: image {image_id} has a malformed block_device_mapping property."
+            ))
+        })?;
+        let mut out = Vec::new();
+        for e in entries {
+            if e.get("destination_type").and_then(Value::as_str) != Some("volume") {
+                continue;
+            }
+            let source = e.get("source_type").and_then(Value::as_str).unwrap_or("");
+            let uuid = match source {
+                "snapshot" => e.get("snapshot_id"),
+                "volume" => e.get("volume_id"),
+                "image" => e.get("image_id"),
+                _ => None,
+            };
+            let mut bdm = e.clone();
+            if let (Some(obj), Some(uuid)) = (bdm.as_object_mut(), uuid.cloned()) {
+                obj.insert("uuid".into(), uuid);
+            }
+            let boot_index = match e.get("boot_index") {
+                Some(Value::Number(n)) => n.as_i64(),
+                Some(Value::String(s)) => s.parse().ok(),
+                _ => None,
+            };
+            out.push(super::volume_attachments::parse_volume_bdm(
+                &bdm, boot_index,
+            )?);
+        }
+        Ok(out)
     }
 
     /// Steps 2 to 4 on `host`. `Ok(false)`: the server was deleted meanwhile (everything undone).
