@@ -23,9 +23,7 @@ use nubo_network::{NetworkService, NetworkSettings};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-/// How long a test waits for the cloud to converge before it calls it hung. Generous on
-/// purpose: CI machines are shared and slow, and no test may fail on timing.
-pub const HANG_LIMIT: Duration = Duration::from_secs(600);
+pub use nubo_common::testing::HANG_LIMIT;
 
 use crate::{Agent, AgentSettings, FakeHost, HttpControlPlane};
 

@@ -1,12 +1,17 @@
 //! Test support for service crates: a [`StaticValidator`] that knows a fixed set of tokens, so a
-//! service's router can be exercised with `Router::oneshot` and no Identity service. Never used
-//! outside tests.
+//! service's router can be exercised with `Router::oneshot` and no Identity service, and the
+//! [`HANG_LIMIT`] every test's wait ends at. Never used outside tests.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::context::{Caller, Scope, SharedValidator, TokenValidator};
 use crate::error::Error;
+
+/// How long a test waits for something to converge before it calls it hung. Generous on
+/// purpose: CI machines are shared and slow, and no test may fail on timing.
+pub const HANG_LIMIT: Duration = Duration::from_secs(600);
 
 /// Tokens known in advance, each standing for a caller.
 #[derive(Default)]

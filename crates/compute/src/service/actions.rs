@@ -522,14 +522,14 @@ impl ComputeService {
             return Err(conflict_state(id, action, row));
         }
         if let Ok(volume) = self.volume_service() {
-            if volume.boot_volume_of(id).await?.is_some() {
+            if let Some((_, base_image)) = volume.boot_volume_of(id).await? {
                 if backup.is_some() {
                     return Err(Error::bad_request(
                         "Backup is not supported for volume-backed instances.",
                     ));
                 }
                 return self
-                    .snapshot_volume_backed(caller, row, &volume, name, properties, request_id)
+                    .snapshot_volume_backed(caller, row, base_image, name, properties, request_id)
                     .await;
             }
         }
@@ -616,15 +616,15 @@ impl ComputeService {
         self: &Arc<Self>,
         caller: &Caller,
         row: &ServerRow,
-        volume: &Arc<nubo_volume::VolumeService>,
+        base_image: Option<String>,
         name: String,
         properties: BTreeMap<String, String>,
         request_id: &str,
     ) -> Result<String> {
         let id = row.id.as_str();
+        let volume = self.volume_service()?;
         let mut mapping = Vec::new();
         let mut taken: Vec<String> = Vec::new();
-        let mut base_image = None;
         let mut failure = None;
         for a in volume.server_attachments(id).await? {
             let request = json!({"snapshot": {
@@ -636,14 +636,6 @@ impl ComputeService {
                 Ok(snap) => {
                     let snapshot_id = snap["id"].as_str().unwrap_or_default().to_string();
                     taken.push(snapshot_id.clone());
-                    if a.boot_index == Some(0) {
-                        base_image = volume
-                            .boot_volume_of(id)
-                            .await
-                            .ok()
-                            .flatten()
-                            .and_then(|(_, image)| image);
-                    }
                     mapping.push(json!({
                         "source_type": "snapshot",
                         "destination_type": "volume",

@@ -170,6 +170,56 @@ fn valid_name(name: &str) -> bool {
         && !name.chars().any(char::is_control)
 }
 
+/// A block device mapping's `boot_index` (a number, or a string of one as clients send it).
+fn bdm_boot_index(bdm: &Value) -> Option<i64> {
+    match bdm.get("boot_index") {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The volumes an image's `block_device_mapping` property (with `bdm_v2`, as Nova writes it
+/// for a volume-backed server's snapshot) asks for, as `block_device_mapping_v2` entries; none
+/// for an ordinary image.
+fn image_defined_volumes(boot: &BootImage) -> Result<Vec<nubo_volume::BootVolumeRequest>> {
+    let properties = &boot.image.properties;
+    let v2 = properties
+        .get("bdm_v2")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let Some(text) = properties.get("block_device_mapping").filter(|_| v2) else {
+        return Ok(Vec::new());
+    };
+    let entries: Vec<Value> = serde_json::from_str(text).map_err(|_| {
+        Error::bad_request(format!(
+            "Block Device Mapping is Invalid: image {} has a malformed block_device_mapping property.",
+            boot.image.id
+        ))
+    })?;
+    let mut out = Vec::new();
+    for e in entries {
+        if e.get("destination_type").and_then(Value::as_str) != Some("volume") {
+            continue;
+        }
+        // Nova stores the source's id under its own key; `block_device_mapping_v2` says `uuid`.
+        let uuid = match e.get("source_type").and_then(Value::as_str) {
+            Some("snapshot") => e.get("snapshot_id"),
+            Some("volume") => e.get("volume_id"),
+            Some("image") => e.get("image_id"),
+            _ => None,
+        };
+        let mut bdm = e.clone();
+        if let (Some(obj), Some(uuid)) = (bdm.as_object_mut(), uuid.cloned()) {
+            obj.insert("uuid".into(), uuid);
+        }
+        out.push(super::volume_attachments::parse_volume_bdm(
+            &bdm,
+            bdm_boot_index(&e),
+        )?);
+    }
+    Ok(out)
+}
+
 pub fn parse_create(body: &Value, mv: Microversion) -> Result<CreateRequest> {
     let s = body
         .get("server")
@@ -196,11 +246,7 @@ pub fn parse_create(body: &Value, mv: Microversion) -> Result<CreateRequest> {
                 .get("destination_type")
                 .and_then(Value::as_str)
                 .unwrap_or("local");
-            let boot_index = match bdm.get("boot_index") {
-                Some(Value::Number(n)) => n.as_i64(),
-                Some(Value::String(s)) => s.parse().ok(),
-                _ => None,
-            };
+            let boot_index = bdm_boot_index(bdm);
             match (source, dest) {
                 ("image", "local") if boot_index == Some(0) => {
                     let uuid = bdm.get("uuid").and_then(Value::as_str).unwrap_or("");
@@ -673,17 +719,9 @@ impl ComputeService {
                 req.flavor_id
             )));
         }
-        // An image whose properties map volumes (a volume-backed server's snapshot) boots
-        // from new volumes made as it says, as in Nova.
-        let mut req = req;
-        if !req.image_id.is_empty()
-            && !super::volume_attachments::boots_from_volume(&req.block_devices)
-        {
-            let mapped = self.image_defined_volumes(caller, &req.image_id).await?;
-            req.block_devices.extend(mapped);
-        }
         // The image (none when the server boots from a volume: block storage, issue 7).
-        let boot = if super::volume_attachments::boots_from_volume(&req.block_devices) {
+        let mut req = req;
+        let mut boot = if super::volume_attachments::boots_from_volume(&req.block_devices) {
             None
         } else {
             Some(
@@ -709,6 +747,14 @@ impl ComputeService {
                 },
             )
         };
+        // An image whose properties map volumes (a volume-backed server's snapshot) boots
+        // from new volumes made as it says, as in Nova.
+        if let Some(b) = &boot {
+            req.block_devices.extend(image_defined_volumes(b)?);
+            if super::volume_attachments::boots_from_volume(&req.block_devices) {
+                boot = None;
+            }
+        }
         if let Some(boot) = &boot {
             let image_size = boot
                 .image
@@ -1059,57 +1105,6 @@ impl ComputeService {
             Some(&last_reason),
         )
         .await
-    }
-
-    /// The volumes an image's `block_device_mapping` property (with `bdm_v2`) asks for, as
-    /// `block_device_mapping_v2` entries; none for an ordinary image (or one the caller cannot
-    /// see: the boot step says so in its own words).
-    async fn image_defined_volumes(
-        &self,
-        caller: &Caller,
-        image_id: &str,
-    ) -> Result<Vec<nubo_volume::BootVolumeRequest>> {
-        let Ok(image) = self.image.get_image(caller, image_id).await else {
-            return Ok(Vec::new());
-        };
-        let v2 = image
-            .properties
-            .get("bdm_v2")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let Some(text) = image.properties.get("block_device_mapping").filter(|_| v2) else {
-            return Ok(Vec::new());
-        };
-        let entries: Vec<Value> = serde_json::from_str(text).map_err(|_| {
-            Error::bad_request(format!(
-                "Block Device Mapping is Invalid: image {image_id} has a malformed block_device_mapping property."
-            ))
-        })?;
-        let mut out = Vec::new();
-        for e in entries {
-            if e.get("destination_type").and_then(Value::as_str) != Some("volume") {
-                continue;
-            }
-            let source = e.get("source_type").and_then(Value::as_str).unwrap_or("");
-            let uuid = match source {
-                "snapshot" => e.get("snapshot_id"),
-                "volume" => e.get("volume_id"),
-                "image" => e.get("image_id"),
-                _ => None,
-            };
-            let mut bdm = e.clone();
-            if let (Some(obj), Some(uuid)) = (bdm.as_object_mut(), uuid.cloned()) {
-                obj.insert("uuid".into(), uuid);
-            }
-            let boot_index = match e.get("boot_index") {
-                Some(Value::Number(n)) => n.as_i64(),
-                Some(Value::String(s)) => s.parse().ok(),
-                _ => None,
-            };
-            out.push(super::volume_attachments::parse_volume_bdm(
-                &bdm, boot_index,
-            )?);
-        }
-        Ok(out)
     }
 
     /// Steps 2 to 4 on `host`. `Ok(false)`: the server was deleted meanwhile (everything undone).

@@ -12,16 +12,12 @@ use axum::Router;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use nubo_blockstore::{BlockStore, MemoryStore};
-use nubo_common::testing::{project_caller, StaticValidator};
+use nubo_common::testing::{project_caller, StaticValidator, HANG_LIMIT};
 use nubo_common::Db;
 use nubo_image::{ImageService, ImageSettings};
 use nubo_volume::{StreamExporter, VolumeService, VolumeSettings};
 use serde_json::{json, Value};
 use tower::ServiceExt;
-
-/// How long a test waits for a status before it calls the service hung: generous, because
-/// CI machines are shared and slow, and no test may fail on timing.
-pub const HANG_LIMIT: Duration = Duration::from_secs(600);
 
 pub struct Api {
     pub router: Router,
